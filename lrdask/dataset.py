@@ -1,0 +1,240 @@
+"""Planning a Parquet dataset on the driver: which files, which columns, which partitions.
+
+Only Parquet footers are read here (schemas and row-group sizes), never the rows. The
+result is a ``DatasetPlan``: the feature and label columns, checked against every file's
+schema, and a list of ``Piece`` s (a file and a run of its row groups) that the workers
+load. Any fsspec URL works; ``storage_options`` go to the filesystem.
+"""
+
+from __future__ import annotations
+
+import difflib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lrdask.errors import DataError
+
+PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
+# A piece holds about this many feature values (8 bytes each in float64): 16 Mi values = 128 MiB.
+TARGET_PIECE_VALUES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One partition: a run of row groups of one file."""
+
+    path: str
+    row_groups: tuple[int, ...]
+    num_rows: int
+
+    def describe(self) -> str:
+        first, last = self.row_groups[0], self.row_groups[-1]
+        groups = f"row group {first}" if first == last else f"row groups {first}-{last}"
+        return f"{self.path} ({groups})"
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    path: str
+    schema: pa.Schema
+    row_group_rows: tuple[int, ...]
+
+    @property
+    def num_rows(self) -> int:
+        return sum(self.row_group_rows)
+
+
+@dataclass
+class DatasetPlan:
+    """What to load: the columns, the pieces and the filesystem they live on."""
+
+    url: str
+    fs: fsspec.AbstractFileSystem
+    features: list[str]
+    label: str | None
+    pieces: list[Piece]
+    files: list[FileInfo] = field(repr=False)
+
+    @property
+    def num_rows(self) -> int:
+        return sum(p.num_rows for p in self.pieces)
+
+    def fingerprint_items(self) -> list[tuple[str, int]]:
+        """(path, rows) per file: identifies the data for checkpoints and reruns."""
+        return [(f.path, f.num_rows) for f in self.files]
+
+
+def plan_dataset(
+    url: str,
+    label: str | None,
+    features: list[str] | None = None,
+    exclude: list[str] | None = None,
+    storage_options: dict | None = None,
+    target_piece_values: int | None = None,
+) -> DatasetPlan:
+    """Find the Parquet files under ``url``, check their schemas and cut them into pieces.
+
+    With ``features=None`` every column except the label and ``exclude`` is a feature, and
+    all of them must be numeric: a column whose type changed upstream is an error, never
+    silently dropped.
+    """
+    fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    files = _read_footers(fs, _list_parquet_files(fs, root, url))
+    reference = files[0]
+    chosen = _choose_features(reference.schema, reference.path, label, features, exclude or [])
+    needed = chosen + ([label] if label else [])
+    for info in files:
+        _check_columns(info, needed, reference)
+    target = target_piece_values or TARGET_PIECE_VALUES
+    rows_per_piece = max(1, target // max(1, len(chosen)))
+    pieces = [p for info in files for p in _cut_pieces(info, rows_per_piece)]
+    if not pieces:
+        raise DataError(
+            f"{url}: the data set has zero rows in {len(files)} file(s); "
+            "point DATA at a non-empty data set"
+        )
+    return DatasetPlan(url, fs, chosen, label, pieces, files)
+
+
+def _list_parquet_files(fs: fsspec.AbstractFileSystem, root: str, url: str) -> list[str]:
+    if not fs.exists(root):
+        raise DataError(f"{url}: no such file or directory; check the data path")
+    if fs.isfile(root):
+        return [root]
+    every = sorted(p for p in fs.find(root) if not _hidden(p, root))
+    parquet = [p for p in every if p.lower().endswith(PARQUET_SUFFIXES)]
+    if parquet:
+        return parquet
+    if every:
+        raise DataError(
+            f"{url}: holds {len(every)} file(s) but none ending in .parquet "
+            f"(e.g. {every[0]}); point DATA at a Parquet file or directory"
+        )
+    raise DataError(f"{url}: the directory is empty; point DATA at a Parquet data set")
+
+
+def _hidden(path: str, root: str) -> bool:
+    """Files and folders starting with '_' or '.' are metadata (_SUCCESS, .crc), not data."""
+    rel = path[len(root) :].strip("/")
+    return any(part.startswith(("_", ".")) for part in rel.split("/"))
+
+
+def _read_footers(fs: fsspec.AbstractFileSystem, paths: list[str]) -> list[FileInfo]:
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return list(pool.map(lambda p: _read_footer(fs, p), paths))
+
+
+def _read_footer(fs: fsspec.AbstractFileSystem, path: str) -> FileInfo:
+    try:
+        with fs.open(path, "rb") as fh:
+            meta = pq.ParquetFile(fh).metadata
+            schema = meta.schema.to_arrow_schema()
+            rows = tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
+    except (OSError, pa.ArrowException) as exc:
+        raise DataError(
+            f"{path}: not a readable Parquet file ({first_line(exc)}); remove or replace it"
+        ) from None
+    return FileInfo(path, schema, rows)
+
+
+def _choose_features(
+    schema: pa.Schema,
+    path: str,
+    label: str | None,
+    features: list[str] | None,
+    exclude: list[str],
+) -> list[str]:
+    names = schema.names
+    if label is not None:
+        _require_column(names, label, "label", path)
+        _check_label_type(schema.field(label), path)
+    for name in exclude:
+        _require_column(names, name, "excluded", path)
+    if features is None:
+        features = [n for n in names if n != label and n not in exclude]
+        if not features:
+            raise DataError(f"{path}: no feature columns besides the label '{label}'")
+        how = "exclude it with --exclude {name} or list the features with --features"
+    else:
+        if not features:
+            raise DataError("--features is empty; name at least one column")
+        for name in features:
+            _require_column(names, name, "feature", path)
+        if label in features:
+            raise DataError(f"the label column '{label}' is also listed as a feature")
+        how = "remove it from --features"
+    for name in features:
+        field_ = schema.field(name)
+        if not _is_numeric(field_.type):
+            raise DataError(
+                f"{path}: feature column '{name}' has type {field_.type}, not a number; "
+                + how.format(name=name)
+            )
+    return list(features)
+
+
+def _require_column(names: list[str], name: str, role: str, path: str) -> None:
+    if name in names:
+        return
+    lowered = {n.lower(): n for n in names}
+    close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.5)
+    shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
+    hint = (
+        f"did you mean '{lowered[close[0]]}'? (columns: {shown})"
+        if close
+        else f"columns are: {shown}"
+    )
+    raise DataError(f"{path}: {role} column '{name}' not found; {hint}")
+
+
+def _check_label_type(field_: pa.Field, path: str) -> None:
+    if not _is_numeric(field_.type):
+        raise DataError(
+            f"{path}: label column '{field_.name}' has type {field_.type}; "
+            "labels must be the numbers 0 and 1 (map your classes to 0/1 first)"
+        )
+
+
+def _check_columns(info: FileInfo, needed: list[str], reference: FileInfo) -> None:
+    """Every file must have every needed column, numeric (int vs float is fine)."""
+    for name in needed:
+        if name not in info.schema.names:
+            raise DataError(
+                f"{info.path}: column '{name}' is missing in this file but present in "
+                f"{reference.path}; all files must share the schema"
+            )
+        got, want = info.schema.field(name).type, reference.schema.field(name).type
+        if not _is_numeric(got):
+            raise DataError(
+                f"{info.path}: column '{name}' has type {got} here but {want} in "
+                f"{reference.path}; all files must share the schema"
+            )
+
+
+def _is_numeric(type_: pa.DataType) -> bool:
+    return pa.types.is_integer(type_) or pa.types.is_floating(type_) or pa.types.is_boolean(type_)
+
+
+def _cut_pieces(info: FileInfo, rows_per_piece: int) -> list[Piece]:
+    """Consecutive row groups of one file, grouped until a piece reaches rows_per_piece."""
+    pieces, groups, rows = [], [], 0
+    for index, n in enumerate(info.row_group_rows):
+        if n == 0:
+            continue
+        if groups and rows + n > rows_per_piece:
+            pieces.append(Piece(info.path, tuple(groups), rows))
+            groups, rows = [], 0
+        groups.append(index)
+        rows += n
+    if groups:
+        pieces.append(Piece(info.path, tuple(groups), rows))
+    return pieces
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,48 @@
+"""Errors the user can act on, each carrying the process exit code the CLI returns.
+
+Exit codes are part of the job's contract with schedulers (cron, Airflow, Kubernetes):
+0 success, 2 bad input or configuration (retrying will not help), 3 cluster or
+infrastructure failure (retrying may help), 4 training did not converge (only with
+``--fail-on-no-convergence``).
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+EXIT_INFRA = 3
+EXIT_NOT_CONVERGED = 4
+
+
+class LrdaskError(Exception):
+    """Base class: a one-line message that says what is wrong and what to do next."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class DataError(LrdaskError):
+    """The training or scoring data cannot be used as it is."""
+
+
+class ConfigError(LrdaskError):
+    """An option or config value is invalid."""
+
+
+class ModelError(LrdaskError):
+    """A model artifact is missing, corrupt, or does not fit the data."""
+
+
+class OutputExistsError(LrdaskError):
+    """The output location already holds a finished artifact and --overwrite was not given."""
+
+
+class ClusterError(LrdaskError):
+    """The Dask cluster could not be reached or failed while running."""
+
+    exit_code = EXIT_INFRA
+
+
+class NotConvergedError(LrdaskError):
+    """Training stopped at max_iter and the caller asked to treat that as a failure."""
+
+    exit_code = EXIT_NOT_CONVERGED

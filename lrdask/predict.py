@@ -1,0 +1,111 @@
+"""Scoring a Parquet data set on the cluster, partition by partition, into Parquet.
+
+Each task reads one piece's feature (and ``--keep``) columns, computes the probability
+with the model's coefficients and writes its own output file; the driver sees only row
+counts. Files go to a staging directory that is renamed into place at the end, so the
+output location holds either complete predictions or nothing new.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from distributed import Client
+
+from lrdask import kernels, storage
+from lrdask.dataset import Piece, plan_dataset
+from lrdask.errors import DataError, OutputExistsError
+from lrdask.loading import BlockReport, check_reports, load_piece
+
+SUCCESS_FILE = "_SUCCESS"
+
+
+def write_predictions(
+    client: Client,
+    model,
+    data: str,
+    out_dir: str,
+    keep: list[str] | None = None,
+    storage_options: dict | None = None,
+    overwrite: bool = False,
+) -> int:
+    """Score every row of ``data`` into ``out_dir``; returns the number of rows written."""
+    keep = list(keep or [])
+    fs, out_path = storage.filesystem(out_dir, storage_options)
+    if fs.exists(out_path) and fs.ls(out_path) and not overwrite:
+        raise OutputExistsError(f"{out_dir} already exists; pass --overwrite to replace it")
+    plan = plan_dataset(data, None, list(model.feature_names_in_), None, storage_options)
+    _check_keep(plan.files[0].schema.names, keep, plan.files[0].path)
+    staging = f"{out_path.rstrip('/')}.staging-{uuid.uuid4().hex[:8]}"
+    fs.makedirs(staging, exist_ok=True)
+    try:
+        futures = client.map(
+            score_piece,
+            plan.pieces,
+            range(len(plan.pieces)),
+            fs=plan.fs,
+            out_fs=fs,
+            staging=staging,
+            features=plan.features,
+            keep=tuple(keep),
+            coef=np.asarray(model.coef_),
+            intercept=float(model.intercept_),
+            pure=False,
+        )
+        reports = client.gather(futures)
+        check_reports(reports, None)
+        fs.pipe_file(f"{staging}/{SUCCESS_FILE}", b"")
+        _publish(fs, staging, out_path)
+    finally:
+        if fs.exists(staging):
+            fs.rm(staging, recursive=True)
+    return sum(r.rows for r in reports)
+
+
+def score_piece(
+    piece: Piece,
+    index: int,
+    *,
+    fs: fsspec.AbstractFileSystem,
+    out_fs,
+    staging: str,
+    features: list[str],
+    keep: tuple[str, ...],
+    coef: np.ndarray,
+    intercept: float,
+) -> BlockReport:
+    """The per-partition task: load, score, write one output file."""
+    block = load_piece(piece, fs, features, None, "float64", keep)
+    if block.report.bad_values:
+        return block.report
+    proba = kernels.predict_proba_rows(block.X, coef, intercept)
+    columns = {name: block.extra.column(name) for name in keep}
+    columns["probability"] = pa.array(proba)
+    columns["prediction"] = pa.array((proba >= 0.5).astype(np.int8))
+    table = pa.table(columns)
+    with out_fs.open(f"{staging}/part-{index:05d}.parquet", "wb") as fh:
+        pq.write_table(table, fh)
+    return block.report
+
+
+def _check_keep(names: list[str], keep: list[str], path: str) -> None:
+    for name in keep:
+        if name not in names:
+            raise DataError(f"{path}: --keep column '{name}' not found")
+        if name in ("probability", "prediction"):
+            raise DataError(f"--keep column '{name}' clashes with an output column")
+
+
+def _publish(fs, staging: str, out_path: str) -> None:
+    """Move the finished staging directory into place (a rename on local disks)."""
+    if fs.exists(out_path):
+        old = f"{out_path.rstrip('/')}.old-{uuid.uuid4().hex[:8]}"
+        fs.mv(out_path, old, recursive=True)
+        fs.mv(staging, out_path, recursive=True)
+        fs.rm(old, recursive=True)
+    else:
+        fs.mv(staging, out_path, recursive=True)

@@ -1,0 +1,54 @@
+"""The partial sums one pass over the data produces, and how two of them combine.
+
+Every partition folds its rows into a ``LogLossSums``; ``merge`` only adds; the
+averaged cost and gradient are read off once, at the end, by dividing by the total
+row count. Averaging per-partition means instead would be wrong whenever partitions
+differ in size (the same design as Spark MLlib's ``DifferentiableLossAggregator``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LogLossSums:
+    """Σ loss, Σ (a−y)·x, Σ (a−y) and the row count over some set of rows."""
+
+    count: float
+    loss: float
+    grad_coef: np.ndarray
+    grad_intercept: float
+
+    @classmethod
+    def zeros(cls, n_features: int) -> LogLossSums:
+        return cls(0.0, 0.0, np.zeros(n_features), 0.0)
+
+    def merge(self, other: LogLossSums) -> LogLossSums:
+        return LogLossSums(
+            self.count + other.count,
+            self.loss + other.loss,
+            self.grad_coef + other.grad_coef,
+            self.grad_intercept + other.grad_intercept,
+        )
+
+    def mean(self) -> tuple[float, np.ndarray, float]:
+        """Cost J, dw and db: the sums divided once by the row count m."""
+        if self.count <= 0:
+            raise ValueError("cannot average partial sums over zero rows")
+        m = self.count
+        return self.loss / m, self.grad_coef / m, self.grad_intercept / m
+
+
+def merge_all(parts: Iterable[LogLossSums]) -> LogLossSums:
+    """Fold any number of partial sums, left to right (a fixed, reproducible order)."""
+    parts = list(parts)
+    if not parts:
+        raise ValueError("merge_all needs at least one LogLossSums")
+    total = parts[0]
+    for part in parts[1:]:
+        total = total.merge(part)
+    return total

@@ -1,0 +1,82 @@
+"""Synthetic training data from known weights, so anyone can try the job (``make-data``).
+
+Features are independent standard normals; labels are drawn as y ~ Bernoulli(σ(x·w + b))
+from true weights recorded in ``_truth.json`` beside the files (the leading underscore
+keeps it out of the data set). Partition i is generated from the seed pair (seed, i), so
+the data is the same whatever the machine and however it is re-run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lrdask.errors import ConfigError, OutputExistsError
+from lrdask.kernels import sigmoid
+
+TRUTH_FILE = "_truth.json"
+
+
+def true_weights(n_features: int, seed: int) -> tuple[np.ndarray, float]:
+    """Weights scaled so that z = x·w + b has a standard deviation near 2."""
+    rng = np.random.default_rng([seed, 2**31])
+    w = rng.normal(size=n_features) * (2.0 / np.sqrt(n_features))
+    return w, 0.5
+
+
+def make_partition(
+    rows: int, w: np.ndarray, b: float, seed: int, index: int, dtype: str = "float64"
+) -> pa.Table:
+    rng = np.random.default_rng([seed, index])
+    X = rng.standard_normal((rows, len(w)))
+    y = (rng.random(rows) < sigmoid(X @ w + b)).astype(np.int8)
+    columns = {f"x{j}": X[:, j].astype(dtype) for j in range(len(w))}
+    columns["y"] = y
+    return pa.table(columns)
+
+
+def make_data(
+    out_dir: str,
+    rows: int,
+    features: int,
+    partitions: int,
+    seed: int = 0,
+    overwrite: bool = False,
+    dtype: str = "float64",
+) -> dict:
+    """Write ``partitions`` Parquet files with ``rows`` rows in all; returns the truth record."""
+    if rows < 1 or features < 1 or partitions < 1:
+        raise ConfigError("--rows, --features and --partitions must each be at least 1")
+    if os.path.exists(out_dir) and os.listdir(out_dir) and not overwrite:
+        raise OutputExistsError(f"{out_dir} already holds files; pass --overwrite to replace them")
+    w, b = true_weights(features, seed)
+    staging = f"{out_dir.rstrip('/')}.tmp-{uuid.uuid4().hex[:8]}"
+    os.makedirs(staging)
+    try:
+        sizes = np.diff(np.linspace(0, rows, partitions + 1).round().astype(int))
+        for index, n in enumerate(sizes):
+            table = make_partition(int(n), w, b, seed, index, dtype)
+            pq.write_table(table, os.path.join(staging, f"part-{index:05d}.parquet"))
+        truth = {
+            "coef": w.tolist(),
+            "intercept": b,
+            "label": "y",
+            "rows": rows,
+            "features": [f"x{j}" for j in range(features)],
+            "partitions": partitions,
+            "seed": seed,
+        }
+        with open(os.path.join(staging, TRUTH_FILE), "w") as fh:
+            json.dump(truth, fh, indent=2)
+        if os.path.exists(out_dir):
+            shutil.rmtree(out_dir)
+        os.replace(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return truth

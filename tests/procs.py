@@ -1,0 +1,119 @@
+"""Starting and stopping real Dask processes (scheduler, workers) on 127.0.0.1 for tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from distributed import Client
+
+BIN = os.path.dirname(sys.executable)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def lrdask(*args, env=None, timeout=300, check=True):
+    """Run the installed ``lrdask`` console command as a subprocess."""
+    full_env = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"}
+    full_env.update(env or {})
+    result = subprocess.run(
+        [os.path.join(BIN, "lrdask"), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"lrdask {' '.join(map(str, args))} exited {result.returncode}:\n"
+            f"{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+class RealCluster:
+    """`dask scheduler` plus `dask worker` processes, torn down on exit even on failure."""
+
+    def __init__(self, workers: int, tmp_dir: str, nanny: bool = False):
+        self.port = free_port()
+        self.address = f"tcp://127.0.0.1:{self.port}"
+        self.tmp_dir = tmp_dir
+        self.nanny = nanny
+        self.scheduler: subprocess.Popen | None = None
+        self.workers: list[subprocess.Popen] = []
+        self.n_workers = workers
+
+    def __enter__(self) -> RealCluster:
+        try:
+            self.scheduler = self._spawn(
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--dashboard-address",
+                f"127.0.0.1:{free_port()}",
+                "--no-show",
+            )
+            for _ in range(self.n_workers):
+                self.add_worker()
+            self.wait_for_workers(self.n_workers)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def add_worker(self) -> subprocess.Popen:
+        proc = self._spawn(
+            "worker",
+            self.address,
+            "--host",
+            "127.0.0.1",
+            "--nthreads",
+            "1",
+            "--memory-limit",
+            "2GiB",
+            "--no-dashboard",
+            "--local-directory",
+            self.tmp_dir,
+            "--nanny" if self.nanny else "--no-nanny",
+        )
+        self.workers.append(proc)
+        return proc
+
+    def wait_for_workers(self, n: int, timeout: float = 60) -> None:
+        with Client(self.address, timeout=timeout) as client:
+            client.wait_for_workers(n, timeout=timeout)
+
+    def kill_worker(self, index: int = 0) -> None:
+        self.workers[index].send_signal(signal.SIGKILL)
+        self.workers[index].wait(10)
+
+    def __exit__(self, *exc) -> None:
+        procs = [*self.workers, *([self.scheduler] if self.scheduler else [])]
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + 15
+        for proc in procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+
+    def _spawn(self, role: str, *args: str) -> subprocess.Popen:
+        path = os.path.join(self.tmp_dir, f"{role}-{len(self.workers)}.log")
+        with open(path, "w") as log:  # the child keeps its own copy of the descriptor
+            return subprocess.Popen(
+                [os.path.join(BIN, "dask"), role, *args], stdout=log, stderr=subprocess.STDOUT
+            )

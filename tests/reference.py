@@ -1,0 +1,23 @@
+"""A plain NumPy implementation of the lecture's gradient descent, written independently
+of lrdask's kernels (scipy's expit and NumPy's logaddexp), for parity tests."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import expit
+
+
+def numpy_gradient_descent(X: np.ndarray, y: np.ndarray, alpha: float, iterations: int):
+    """w, b and the cost before each update after ``iterations`` updates from w = 0, b = 0."""
+    m, n = X.shape
+    w, b = np.zeros(n), 0.0
+    costs = []
+    for _ in range(iterations):
+        z = X @ w + b
+        a = expit(z)
+        costs.append(float(np.mean(np.logaddexp(0.0, z) - y * z)))
+        dw = X.T @ (a - y) / m
+        db = float(np.mean(a - y))
+        w = w - alpha * dw
+        b = b - alpha * db
+    return w, b, costs

@@ -1,0 +1,113 @@
+"""End to end through the installed ``lrdask`` command, with the embedded LocalCluster."""
+
+import json
+import os
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from conftest import random_problem, write_partitions
+from procs import lrdask
+
+from lrdask.cli import cli
+
+
+def test_make_data_train_predict(tmp_path):
+    data, model, preds = tmp_path / "data", tmp_path / "model", tmp_path / "preds"
+    lrdask("make-data", data, "--rows", 20_000, "--features", 5, "--partitions", 4, "--seed", 7)
+    truth = json.loads((data / "_truth.json").read_text())
+    assert sorted(os.listdir(data)) == ["_truth.json"] + [f"part-0000{i}.parquet" for i in range(4)]
+
+    result = lrdask(
+        "train",
+        data,
+        "--label",
+        "y",
+        "--out",
+        model,
+        "--workers",
+        2,
+        "--alpha",
+        1.0,
+        "--max-iter",
+        300,
+        "--log-every",
+        50,
+    )
+    assert result.stdout.strip() == str(model / "model.json")
+    assert "Dask dashboard: http" in result.stderr
+    assert "iteration 50 cost" in result.stderr
+    doc = json.loads((model / "model.json").read_text())
+    assert doc["training"]["n_rows"] == 20_000 and doc["features"] == truth["features"]
+    history = doc["training"]["loss_history"]
+    assert history[0] == pytest.approx(np.log(2)) and history[-1] < 0.8 * history[0]
+    assert np.all(np.diff(history) < 0)
+    cosine = (
+        np.dot(doc["coef"], truth["coef"])
+        / np.linalg.norm(doc["coef"])
+        / np.linalg.norm(truth["coef"])
+    )
+    assert cosine > 0.98
+
+    lrdask("predict", model, data, "--out", preds, "--keep", "y,x0", "--workers", 2)
+    assert (preds / "_SUCCESS").exists()
+    table = pq.read_table(preds, columns=["y", "x0", "probability", "prediction"])
+    assert table.num_rows == 20_000
+    y = table["y"].to_numpy()
+    accuracy = np.mean(table["prediction"].to_numpy() == y)
+    inputs = pq.read_table(data)
+    X = np.column_stack([inputs[f].to_numpy() for f in truth["features"]])
+    np.testing.assert_array_equal(np.sort(X[:, 0]), np.sort(table["x0"].to_numpy()))
+    best = np.mean(((X @ truth["coef"] + truth["intercept"]) > 0) == inputs["y"].to_numpy())
+    assert accuracy > 0.5 + 0.2  # far above chance
+    assert accuracy > best - 0.02  # and close to what the true weights achieve
+
+
+def test_train_refuses_to_overwrite_then_overwrites(tmp_path):
+    X, y = random_problem(200, 2, seed=1)
+    data = write_partitions(tmp_path / "data", X, y, [100, 100])
+    out = tmp_path / "model"
+    lrdask("train", data, "--label", "y", "--out", out, "--workers", 1, "--max-iter", 3)
+    before = (out / "model.json").read_text()
+    again = lrdask(
+        "train", data, "--label", "y", "--out", out, "--workers", 1, "--max-iter", 5, check=False
+    )
+    assert again.returncode == 2
+    assert again.stderr.strip().splitlines()[-1].startswith("lrdask: error: ")
+    assert "pass --overwrite" in again.stderr
+    assert (out / "model.json").read_text() == before
+    lrdask(
+        "train", data, "--label", "y", "--out", out, "--workers", 1, "--max-iter", 5, "--overwrite"
+    )
+    assert json.loads((out / "model.json").read_text())["training"]["n_iter"] == 5
+
+
+def test_help_explains_every_option():
+    from click.testing import CliRunner
+
+    runner = CliRunner()
+    for command in cli.commands.values():
+        text = runner.invoke(cli, [command.name, "--help"]).output
+        for param in command.params:
+            if param.param_type_name == "option":
+                assert param.help, f"{command.name} {param.opts} has no help text"
+                assert param.opts[0] in text
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--label", "why"], "label column 'why' not found; did you mean 'y'?"),
+        (["--label", "y", "--alpha", "-1"], "The 'alpha' parameter of LogisticRegression must be"),
+        (["--label", "y", "--alpha", "fast"], "'fast' is not a valid float"),
+    ],
+)
+def test_bad_input_fails_fast_with_one_line(tmp_path, args, message):
+    from click.testing import CliRunner
+
+    X, y = random_problem(20, 2)
+    data = write_partitions(tmp_path / "data", X, y, [20])
+    result = CliRunner().invoke(cli, ["train", data, "--out", str(tmp_path / "m"), *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert not (tmp_path / "m" / "model.json").exists()

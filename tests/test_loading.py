@@ -1,0 +1,80 @@
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from fsspec.implementations.local import LocalFileSystem
+
+from lrdask.dataset import Piece
+from lrdask.errors import DataError
+from lrdask.loading import BlockReport, block_from_columns, check_reports, load_piece
+
+
+def test_block_is_contiguous_and_projected(tmp_path):
+    path = str(tmp_path / "a.parquet")
+    pq.write_table(
+        pa.table({"a": [1.0, 2.0, 3.0], "b": [4, 5, 6], "c": ["u", "v", "w"], "y": [0, 1, 1]}),
+        path,
+        row_group_size=1,
+    )
+    block = load_piece(Piece(path, (1, 2), 2), LocalFileSystem(), ["b", "a"], "y")
+    assert block.X.flags.c_contiguous and block.X.dtype == np.float64
+    np.testing.assert_array_equal(block.X, [[5.0, 2.0], [6.0, 3.0]])
+    np.testing.assert_array_equal(block.y, [1.0, 1.0])
+    assert block.report.rows == 2 and block.report.positives == 2
+    assert "row groups 1-2" in block.report.source
+
+
+def test_float32_storage(tmp_path):
+    block = block_from_columns(
+        {"a": np.arange(3.0), "y": np.array([0, 1, 0])}, ["a"], "y", "t", dtype="float32"
+    )
+    assert block.X.dtype == np.float32 and block.y.dtype == np.float64
+
+
+def test_counts_nan_inf_and_nulls_per_column():
+    data = {
+        "a": pa.array([1.0, None, 3.0, np.nan]),
+        "b": np.array([np.inf, 1.0, 2.0, 0.0]),
+        "y": np.array([0, 1, 0, 1]),
+    }
+    report = block_from_columns(data, ["a", "b"], "y", "src").report
+    assert report.bad_values == {"a": 2, "b": 1}
+
+
+def test_reports_labels_outside_zero_one():
+    report = block_from_columns(
+        {"a": np.zeros(5), "y": np.array([-1, 1, 1, 2, 0.5])}, ["a"], "y", "part-3"
+    ).report
+    assert report.bad_label_rows == 3 and report.bad_labels == [-1.0, 0.5, 2.0]
+    with pytest.raises(
+        DataError,
+        match=r"part-3: label column 'y' must hold only 0 and 1, "
+        r"but 3 of 5 rows hold other values \(e.g. -1, 0.5, 2\)",
+    ):
+        check_reports([report], "y")
+
+
+def test_nan_error_counts_across_partitions():
+    reports = [BlockReport("p0", 10, 3, {"x": 2}), BlockReport("p1", 10, 3, {"x": 1, "z": 4})]
+    with pytest.raises(
+        DataError,
+        match=r"p0: column 'x' has 3 null, NaN or infinite value\(s\) "
+        r"in 2 partition\(s\); also in 'z'",
+    ):
+        check_reports(reports, "y")
+
+
+def test_zero_rows_and_single_class():
+    with pytest.raises(DataError, match="zero rows"):
+        check_reports([BlockReport("p0", 0)], "y")
+    with pytest.raises(DataError, match="only class 0 in all 7 rows"):
+        check_reports([BlockReport("p0", 7, 0)], "y")
+    with pytest.raises(DataError, match="only class 1 in all 7 rows"):
+        check_reports([BlockReport("p0", 3, 3), BlockReport("p1", 4, 4)], "y")
+    check_reports([BlockReport("p0", 3, 1)], "y")
+
+
+def test_unreadable_piece_names_the_file(tmp_path):
+    path = tmp_path / "gone.parquet"
+    with pytest.raises(DataError, match="gone.parquet .*cannot be read"):
+        load_piece(Piece(str(path), (0,), 1), LocalFileSystem(), ["a"], "y")
