@@ -50,6 +50,8 @@ def to_dict(model) -> dict:
             "data": getattr(model, "data_source_", None),
             "seconds": float(getattr(model, "fit_seconds_", 0.0)),
             "trained_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "cost_increased_at": getattr(model, "cost_increased_at_", None),
+            "fingerprint": getattr(model, "fingerprint_", None),
         },
     }
 
@@ -112,4 +114,6 @@ def from_dict(cls, doc: dict):
     model.n_partitions_ = int(training.get("n_partitions", 0))
     model.data_source_ = training.get("data")
     model.fit_seconds_ = float(training.get("seconds", 0.0))
+    model.cost_increased_at_ = training.get("cost_increased_at")
+    model.fingerprint_ = training.get("fingerprint")
     return model

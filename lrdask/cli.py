@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 
 import click
 
-from lrdask import __version__, storage
-from lrdask.cluster import connect, dashboard_link
-from lrdask.dataset import plan_dataset
-from lrdask.errors import ClusterError, LrdaskError, OutputExistsError
+from lrdask import __version__
+from lrdask.cluster import connect
+from lrdask.errors import ClusterError, LrdaskError
 from lrdask.estimator import LogisticRegression
-from lrdask.progress import TrainingProgress, setup_logging
+from lrdask.progress import setup_logging
+from lrdask.train_job import TrainConfig, log_cluster, run_training
 
 log = logging.getLogger("lrdask")
 
@@ -131,13 +130,51 @@ def cluster_options(func):
 )
 @cluster_options
 @click.option(
+    "--pass-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=600.0,
+    show_default=True,
+    help="Seconds to wait for one pass over the data before giving up with exit 3.",
+)
+@click.option(
     "--out",
     "out",
     required=True,
     metavar="MODEL_DIR",
     help="Directory (or URL) to write model.json to.",
 )
-@click.option("--overwrite", is_flag=True, help="Replace an existing model in MODEL_DIR.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace a model in MODEL_DIR that was trained on other data or options. "
+    "Without it such a model is an error, and the same model is a no-op success.",
+)
+@click.option(
+    "--checkpoint-every",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="Save the solver state every N iterations, so a killed job resumes.",
+)
+@click.option(
+    "--checkpoint-dir",
+    metavar="DIR",
+    default=None,
+    help="Where checkpoints go [default: MODEL_DIR/_checkpoint].",
+)
+@click.option(
+    "--no-resume",
+    "resume",
+    is_flag=True,
+    flag_value=False,
+    default=True,
+    help="Ignore and delete an existing checkpoint; start from w = 0.",
+)
+@click.option(
+    "--fail-on-no-convergence",
+    is_flag=True,
+    help="Exit 4 without writing a model when --max-iter is reached before --tol.",
+)
 @click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),
@@ -152,106 +189,16 @@ def cluster_options(func):
     show_default=True,
     help="Log the cost every N iterations when not on a terminal.",
 )
-def train(
-    data,
-    label,
-    features,
-    exclude,
-    alpha,
-    max_iter,
-    tol,
-    dtype,
-    scheduler,
-    workers,
-    connect_timeout,
-    out,
-    overwrite,
-    log_format,
-    log_every,
-) -> None:
+def train(log_format, **options) -> None:
     """Train on the Parquet data set DATA and write MODEL_DIR/model.json.
 
     Starts from w = 0, b = 0 and applies w := w − α·dw, b := b − α·db until the cost
-    improves by at most --tol or --max-iter updates have been applied.
+    improves by at most --tol or --max-iter updates have been applied. Rerunning a
+    finished job with the same data and options does nothing and succeeds.
     """
     setup_logging(log_format)
-    model = LogisticRegression(alpha=alpha, max_iter=max_iter, tol=tol, dtype=dtype)
-    model._validate_params()
-    _check_output(out, overwrite)
-    started = time.monotonic()
-    plan = plan_dataset(data, label, features, exclude)
-    log.info(
-        "data: %s, %d rows in %d partition(s) of %d file(s), %d features",
-        data,
-        plan.num_rows,
-        len(plan.pieces),
-        len(plan.files),
-        len(plan.features),
-    )
-    with connect(scheduler, workers, connect_timeout) as client:
-        _log_cluster(client, scheduler)
-        progress = TrainingProgress(max_iter, log_every)
-        try:
-            model.fit(plan, label=label, client=client, callback=progress)
-        finally:
-            progress.close()
-    location = model.save(out)
-    _log_result(model, location, time.monotonic() - started)
-
-
-def _check_output(out: str, overwrite: bool) -> None:
-    """Fail before training, not after, if the model cannot or must not be written."""
-    location = storage.join(out, "model.json")
-    if storage.exists(location) and not overwrite:
-        raise OutputExistsError(f"{location} already exists; pass --overwrite to replace it")
-    probe = storage.join(out, ".lrdask-write-test")
-    try:
-        storage.write_bytes_atomic(probe, b"")
-        fs, path = storage.filesystem(probe)
-        fs.rm(path)
-    except OSError as exc:
-        raise LrdaskError(
-            f"cannot write to {out} ({exc.strerror or exc}); choose a writable --out"
-        ) from None
-
-
-def _log_cluster(client, scheduler: str | None) -> None:
-    workers = client.scheduler_info(n_workers=-1)["workers"]
-    where = f"scheduler {scheduler}" if scheduler else "embedded LocalCluster"
-    log.info("cluster: %s, %d worker(s)", where, len(workers))
-    link = dashboard_link(client)
-    if link:
-        log.info("Dask dashboard: %s", link)
-
-
-def _log_result(model: LogisticRegression, location: str, seconds: float) -> None:
-    status = "converged" if model.converged_ else "stopped at max_iter"
-    log.info(
-        "%s after %d iterations: cost %.10g -> %.10g on %d rows (%d partitions) in %.1fs",
-        status,
-        model.n_iter_,
-        model.loss_history_[0],
-        model.loss_history_[-1],
-        model.n_rows_,
-        model.n_partitions_,
-        seconds,
-        extra={
-            "fields": {
-                "iterations": model.n_iter_,
-                "converged": model.converged_,
-                "final_cost": model.loss_history_[-1],
-                "seconds": round(seconds, 3),
-            }
-        },
-    )
-    if model.cost_increased_at_ is not None:
-        log.warning(
-            "the cost rose at iteration %d: --alpha %g is probably too large",
-            model.cost_increased_at_,
-            model.alpha,
-        )
-    log.info("model written to %s", location)
-    click.echo(location)
+    outcome = run_training(TrainConfig(**options))
+    click.echo(outcome.location)
 
 
 @cli.command()
@@ -283,7 +230,7 @@ def predict(model_dir, data, out, keep, overwrite, scheduler, workers, connect_t
     setup_logging()
     model = LogisticRegression.load(model_dir)
     with connect(scheduler, workers, connect_timeout) as client:
-        _log_cluster(client, scheduler)
+        log_cluster(client, scheduler)
         rows = write_predictions(client, model, data, out, keep, overwrite=overwrite)
     log.info("%d predictions written to %s", rows, out)
     click.echo(out)

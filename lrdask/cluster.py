@@ -10,11 +10,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 from collections.abc import Iterator
 
 from distributed import Client, LocalCluster
+from distributed.comm import parse_address
 
-from lrdask.errors import ClusterError
+from lrdask.errors import ClusterError, ConfigError
 
 log = logging.getLogger("lrdask")
 
@@ -63,6 +65,7 @@ def dashboard_link(client: Client) -> str | None:
 
 
 def _attach(address: str, timeout: float) -> Client:
+    _check_address(address)
     try:
         client = Client(address, timeout=timeout)
     except (OSError, TimeoutError) as exc:
@@ -79,3 +82,19 @@ def _attach(address: str, timeout: float) -> Client:
             "start workers with `dask worker " + address + "`"
         ) from None
     return client
+
+
+def _check_address(address: str) -> None:
+    """A malformed address or unknown host is a configuration error, not a cluster outage."""
+    try:
+        scheme, location = parse_address(address)
+        host = location.rsplit(":", 1)[0].strip("[]") if scheme in ("tcp", "tls") else None
+    except ValueError as exc:
+        raise ConfigError(f"--scheduler {address!r} is not a Dask address ({exc})") from None
+    if host:
+        try:
+            socket.getaddrinfo(host, None)
+        except OSError:
+            raise ConfigError(
+                f"--scheduler {address}: unknown host {host!r}; check the address"
+            ) from None

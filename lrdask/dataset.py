@@ -42,6 +42,8 @@ class FileInfo:
     path: str
     schema: pa.Schema
     row_group_rows: tuple[int, ...]
+    size: int = 0
+    version: str = ""  # ETag or modification time: changes when the file is rewritten
 
     @property
     def num_rows(self) -> int:
@@ -63,9 +65,10 @@ class DatasetPlan:
     def num_rows(self) -> int:
         return sum(p.num_rows for p in self.pieces)
 
-    def fingerprint_items(self) -> list[tuple[str, int]]:
-        """(path, rows) per file: identifies the data for checkpoints and reruns."""
-        return [(f.path, f.num_rows) for f in self.files]
+    def fingerprint_items(self) -> list[tuple[str, int, int, str]]:
+        """(path, rows, bytes, version) per file: identifies the data for checkpoints and
+        reruns without reading it."""
+        return [(f.path, f.num_rows, f.size, f.version) for f in self.files]
 
 
 def plan_dataset(
@@ -130,6 +133,7 @@ def _read_footers(fs: fsspec.AbstractFileSystem, paths: list[str]) -> list[FileI
 
 def _read_footer(fs: fsspec.AbstractFileSystem, path: str) -> FileInfo:
     try:
+        info = fs.info(path)
         with fs.open(path, "rb") as fh:
             meta = pq.ParquetFile(fh).metadata
             schema = meta.schema.to_arrow_schema()
@@ -138,7 +142,10 @@ def _read_footer(fs: fsspec.AbstractFileSystem, path: str) -> FileInfo:
         raise DataError(
             f"{path}: not a readable Parquet file ({first_line(exc)}); remove or replace it"
         ) from None
-    return FileInfo(path, schema, rows)
+    version = next(
+        (str(info[k]) for k in ("ETag", "etag", "mtime", "LastModified") if k in info), ""
+    )
+    return FileInfo(path, schema, rows, int(info.get("size") or 0), version)
 
 
 def _choose_features(

@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
 from distributed import Client, default_client
 
 from lrdask import artifact, kernels
+from lrdask.checkpoint import Checkpoints, run_identity
 from lrdask.cluster import connect
 from lrdask.dataset import DatasetPlan, plan_dataset
 from lrdask.errors import ConfigError, DataError
@@ -61,37 +63,62 @@ class LogisticRegression:
         exclude: list[str] | None = None,
         storage_options: dict | None = None,
         callback: Callable[[IterationInfo], None] | None = None,
+        checkpoint_dir: str | None = None,
+        checkpoint_every: int = 50,
+        pass_timeout: float | None = None,
     ) -> LogisticRegression:
         """Train on a Parquet path/URL or a dask DataFrame; ``label`` names the 0/1 column.
 
         ``data`` may also be a ``DatasetPlan`` already made by ``plan_dataset`` (the CLI
-        plans before it starts a cluster, so bad data fails fast).
+        plans before it starts a cluster, so bad data fails fast). With ``checkpoint_dir``
+        the state is saved every ``checkpoint_every`` iterations and a matching checkpoint
+        found there is resumed. ``pass_timeout`` bounds the wait for any one pass (seconds).
         """
         self._validate_params()
         started = time.time()
-        with _client_or_local(client) as client:
-            blocks, features, source = _persist(
-                client, data, label, features, exclude, storage_options, self.dtype
+        source = _training_source(data, label, features, exclude, storage_options)
+        self.fingerprint_ = run_identity(
+            source.data_items, self.run_options(label, source.features)
+        )
+        checkpoints = None
+        if checkpoint_dir:
+            checkpoints = Checkpoints(
+                checkpoint_dir, checkpoint_every, self.fingerprint_, storage_options
             )
+        state = (checkpoints and checkpoints.resume()) or SolverState.initial(len(source.features))
+        with _client_or_local(client) as client:
+            blocks = source.persist(client, self.dtype, pass_timeout)
             try:
                 reports = blocks.reports()
                 check_reports(reports, label)
                 state = gradient_descent(
                     lambda w, b: blocks.partial_sums(w, b).mean(),
-                    SolverState.initial(len(features)),
+                    state,
                     self.alpha,
                     self.max_iter,
                     self.tol,
-                    callback,
+                    _both(callback, checkpoints),
                 )
             finally:
                 blocks.release()
-        self._set_fitted(state, features, label)
+        self._set_fitted(state, source.features, label)
         self.n_rows_ = sum(r.rows for r in reports)
         self.n_partitions_ = len(reports)
-        self.data_source_ = source
+        self.data_source_ = source.description
         self.fit_seconds_ = time.time() - started
         return self
+
+    def run_options(self, label: str, features: list[str]) -> dict:
+        """The options that decide the result: with the data, a run's identity."""
+        return {
+            "solver": "gd",
+            "label": label,
+            "features": list(features),
+            "alpha": float(self.alpha),
+            "max_iter": int(self.max_iter),
+            "tol": float(self.tol),
+            "dtype": self.dtype,
+        }
 
     def _validate_params(self) -> None:
         for name, (ok, expected) in _PARAMETER_CONSTRAINTS.items():
@@ -184,28 +211,57 @@ def _client_or_local(client: Client | None) -> Iterator[Client]:
         yield local
 
 
-def _persist(client, data, label, features, exclude, storage_options, dtype):
-    """Start loading ``data`` into worker memory; returns (blocks, features, source)."""
-    if isinstance(data, DatasetPlan):
-        return _persist_plan(client, data, dtype), data.features, data.url
+@dataclass
+class _TrainingSource:
+    """Training data before it is loaded: its features, identity and how to persist it."""
+
+    features: list[str]
+    description: str
+    data_items: list
+    persist: Callable[[Client, str, float | None], PersistedBlocks]
+
+
+def _training_source(data, label, features, exclude, storage_options) -> _TrainingSource:
     if isinstance(data, (str, bytes)) or hasattr(data, "__fspath__"):
         url = str(data.__fspath__() if hasattr(data, "__fspath__") else data)
-        plan = plan_dataset(url, label, features, exclude, storage_options)
-        return _persist_plan(client, plan, dtype), plan.features, url
+        data = plan_dataset(url, label, features, exclude, storage_options)
+    if isinstance(data, DatasetPlan):
+        plan = data
+        return _TrainingSource(
+            plan.features,
+            plan.url,
+            plan.fingerprint_items(),
+            lambda client, dtype, timeout: _persist_plan(client, plan, dtype, timeout),
+        )
     if _is_dask_frame(data):
-        features = _frame_features(data, label, features, exclude)
-        return _persist_frame(client, data, label, features, dtype), features, "dask DataFrame"
+        import dask.base
+
+        frame, chosen = data, _frame_features(data, label, features, exclude)
+        return _TrainingSource(
+            chosen,
+            "dask DataFrame",
+            [dask.base.tokenize(frame)],
+            lambda client, dtype, timeout: _persist_frame(
+                client, frame, label, chosen, dtype, timeout
+            ),
+        )
     raise DataError(
         f"fit() takes a Parquet path/URL or a dask DataFrame, not {type(data).__name__}"
     )
 
 
-def _persist_plan(client: Client, plan: DatasetPlan, dtype: str) -> PersistedBlocks:
+def _both(*callbacks):
+    """One callback that calls each of the given ones that is not None."""
+    active = [c for c in callbacks if c is not None]
+    return lambda info: [c(info) for c in active]
+
+
+def _persist_plan(client: Client, plan: DatasetPlan, dtype: str, timeout) -> PersistedBlocks:
     args = [(piece, plan.fs, plan.features, plan.label, dtype) for piece in plan.pieces]
-    return PersistedBlocks.from_loaders(client, load_piece, args, len(plan.features))
+    return PersistedBlocks.from_loaders(client, load_piece, args, len(plan.features), timeout)
 
 
-def _persist_frame(client, frame, label, features, dtype) -> PersistedBlocks:
+def _persist_frame(client, frame, label, features, dtype, timeout) -> PersistedBlocks:
     import dask
 
     parts = frame[[*features, label]].to_delayed()
@@ -213,7 +269,7 @@ def _persist_frame(client, frame, label, features, dtype) -> PersistedBlocks:
         dask.delayed(_frame_block)(part, features, label, f"partition {i}", dtype)
         for i, part in enumerate(parts)
     ]
-    return PersistedBlocks(client, client.compute(tasks), len(features))
+    return PersistedBlocks(client, client.compute(tasks), len(features), timeout)
 
 
 def _frame_block(part, features, label, source, dtype):

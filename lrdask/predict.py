@@ -20,6 +20,7 @@ from lrdask import kernels, storage
 from lrdask.dataset import Piece, plan_dataset
 from lrdask.errors import DataError, OutputExistsError
 from lrdask.loading import BlockReport, check_reports, load_piece
+from lrdask.scheduling import cluster_errors
 
 SUCCESS_FILE = "_SUCCESS"
 
@@ -38,7 +39,10 @@ def write_predictions(
     fs, out_path = storage.filesystem(out_dir, storage_options)
     if fs.exists(out_path) and fs.ls(out_path) and not overwrite:
         raise OutputExistsError(f"{out_dir} already exists; pass --overwrite to replace it")
-    plan = plan_dataset(data, None, list(model.feature_names_in_), None, storage_options)
+    try:
+        plan = plan_dataset(data, None, list(model.feature_names_in_), None, storage_options)
+    except DataError as exc:
+        raise DataError(f"DATA does not fit the model: {exc}") from None
     _check_keep(plan.files[0].schema.names, keep, plan.files[0].path)
     staging = f"{out_path.rstrip('/')}.staging-{uuid.uuid4().hex[:8]}"
     fs.makedirs(staging, exist_ok=True)
@@ -56,7 +60,8 @@ def write_predictions(
             intercept=float(model.intercept_),
             pure=False,
         )
-        reports = client.gather(futures)
+        with cluster_errors("scoring", None):
+            reports = client.gather(futures)
         check_reports(reports, None)
         fs.pipe_file(f"{staging}/{SUCCESS_FILE}", b"")
         _publish(fs, staging, out_path)

@@ -10,12 +10,18 @@ sums to the driver (the shape of Spark's ``treeAggregate``).
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import CancelledError
 
 import numpy as np
 from distributed import Client, Future, wait
+from distributed.comm.core import CommClosedError
+from distributed.scheduler import KilledWorker
 
+from lrdask.dataset import first_line
+from lrdask.errors import ClusterError
 from lrdask.kernels import log_loss_sums
 from lrdask.loading import Block, BlockReport
 from lrdask.sums import LogLossSums, merge_all
@@ -28,8 +34,15 @@ REGROUP_SECONDS = 2.0
 class PersistedBlocks:
     """Blocks held in worker memory for the length of a training run."""
 
-    def __init__(self, client: Client, futures: Sequence[Future], n_features: int):
+    def __init__(
+        self,
+        client: Client,
+        futures: Sequence[Future],
+        n_features: int,
+        timeout: float | None = None,
+    ):
         self.client = client
+        self.timeout = timeout
         self.futures = list(futures)
         self.n_features = n_features
         self._groups: list[tuple[str, list[Future]]] = []
@@ -37,7 +50,12 @@ class PersistedBlocks:
 
     @classmethod
     def from_loaders(
-        cls, client: Client, load: Callable[..., Block], args: Sequence[tuple], n_features: int
+        cls,
+        client: Client,
+        load: Callable[..., Block],
+        args: Sequence[tuple],
+        n_features: int,
+        timeout: float | None = None,
     ) -> PersistedBlocks:
         """Start one load task per partition, spread evenly over the workers."""
         workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
@@ -52,12 +70,13 @@ class PersistedBlocks:
             )
             for i, arg in enumerate(args)
         ]
-        return cls(client, futures, n_features)
+        return cls(client, futures, n_features, timeout)
 
     def reports(self) -> list[BlockReport]:
         """Wait for every block to load and collect the load reports (raises load errors)."""
-        wait(self.futures)
-        return self.client.gather(self.client.map(_report, self.futures, pure=False))
+        with cluster_errors("loading the data", self.timeout):
+            wait(self.futures, timeout=self.timeout)
+            return self.client.gather(self.client.map(_report, self.futures, pure=False))
 
     def partial_sums(self, w: np.ndarray, b: float) -> LogLossSums:
         """One pass over all rows: Σ loss, Σ (a−y)·x, Σ (a−y), m."""
@@ -78,7 +97,9 @@ class PersistedBlocks:
                 self.client.submit(merge_sums, *level[i : i + FAN_IN], pure=False)
                 for i in range(0, len(level), FAN_IN)
             ]
-        return merge_all(self.client.gather(level))
+        with cluster_errors("a pass over the data", self.timeout):
+            wait(level, timeout=self.timeout)
+            return merge_all(self.client.gather(level))
 
     def release(self) -> None:
         for future in self.futures:
@@ -101,6 +122,21 @@ class PersistedBlocks:
             self._groups = sorted(groups.items())
             self._grouped_at = now
         return self._groups
+
+
+@contextlib.contextmanager
+def cluster_errors(what: str, timeout: float | None) -> Iterator[None]:
+    """Turn the ways a cluster fails into one ClusterError that says what was under way."""
+    try:
+        yield
+    except TimeoutError:
+        raise ClusterError(
+            f"the cluster gave no result for {what} within {timeout:g}s; "
+            "check the scheduler and workers (or raise --pass-timeout)"
+        ) from None
+    except (CancelledError, CommClosedError, KilledWorker, OSError) as exc:
+        reason = first_line(exc) or type(exc).__name__
+        raise ClusterError(f"lost the Dask cluster during {what}: {reason}") from None
 
 
 def fold_blocks(w: np.ndarray, b: float, *blocks: Block) -> LogLossSums:

@@ -1,0 +1,93 @@
+"""Checkpoints, and the identity of a training run that decides when one may be resumed.
+
+A run's identity is a hash of the data (each file's path, rows, bytes and version) and
+of the options that change the result. A checkpoint is resumed only when its identity
+matches exactly; otherwise the job says so and starts from w = 0. The same identity in
+``model.json`` makes a rerun of a finished job a no-op instead of a retrain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+
+import numpy as np
+
+from lrdask import storage
+from lrdask.solvers import IterationInfo, SolverState
+
+log = logging.getLogger("lrdask")
+
+CHECKPOINT_FILE = "checkpoint.json"
+
+
+def run_identity(data_items: list, options: dict) -> dict:
+    """{'data': sha256 of the data description, 'options': the options} for a run."""
+    digest = hashlib.sha256(json.dumps(data_items, sort_keys=True, default=str).encode())
+    return {"data": digest.hexdigest(), "options": dict(sorted(options.items()))}
+
+
+def resumable_identity(identity: dict) -> dict:
+    """A checkpoint may continue a run with a larger max_iter: leave it out of the match."""
+    options = {k: v for k, v in identity["options"].items() if k != "max_iter"}
+    return {"data": identity["data"], "options": options}
+
+
+class Checkpoints:
+    """Writes the solver state every ``every`` iterations and finds it again on restart."""
+
+    def __init__(
+        self, directory: str, every: int, identity: dict, storage_options: dict | None = None
+    ):
+        self.location = storage.join(directory, CHECKPOINT_FILE)
+        self.every = every
+        self.identity = resumable_identity(identity)
+        self.storage_options = storage_options
+
+    def resume(self) -> SolverState | None:
+        """The saved state if it belongs to this run; None (and a log line) otherwise."""
+        try:
+            doc = json.loads(storage.read_bytes(self.location, self.storage_options))
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            log.warning("ignoring unreadable checkpoint %s; starting from scratch", self.location)
+            return None
+        if doc.get("identity") != self.identity:
+            log.warning(
+                "ignoring checkpoint %s: it was written for other data or options; "
+                "starting from scratch",
+                self.location,
+            )
+            return None
+        state = SolverState(
+            coef=np.asarray(doc["coef"], dtype=np.float64),
+            intercept=float(doc["intercept"]),
+            n_iter=int(doc["n_iter"]),
+            loss_history=[float(v) for v in doc["loss_history"]],
+            cost_increased_at=doc.get("cost_increased_at"),
+        )
+        log.info("resuming from checkpoint %s at iteration %d", self.location, state.n_iter)
+        return state
+
+    def __call__(self, info: IterationInfo) -> None:
+        if info.iteration > 0 and info.iteration % self.every == 0 and not info.state.converged:
+            self.save(info.state)
+
+    def save(self, state: SolverState) -> None:
+        """Save the point just evaluated; its cost is recomputed on resume, so leave it out."""
+        doc = {
+            "identity": self.identity,
+            "n_iter": state.n_iter,
+            "coef": [float(c) for c in state.coef],
+            "intercept": float(state.intercept),
+            "loss_history": [float(v) for v in state.loss_history[:-1]],
+            "cost_increased_at": state.cost_increased_at,
+        }
+        storage.write_bytes_atomic(self.location, json.dumps(doc).encode(), self.storage_options)
+
+    def clear(self) -> None:
+        fs, path = storage.filesystem(self.location, self.storage_options)
+        if fs.exists(path):
+            fs.rm(path)

@@ -1,0 +1,212 @@
+"""The training job as a scheduled platform runs it: options in, model out, exit code.
+
+The CLI (and a job config file) only fills a ``TrainConfig``; ``run_training`` does the
+rest in an order chosen for unattended runs: check everything cheap first (options, data
+schema, output location) before a cluster is started; resume a matching checkpoint; write
+the model atomically; only then remove the checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+
+from lrdask import artifact, storage
+from lrdask.checkpoint import Checkpoints, run_identity
+from lrdask.cluster import connect, dashboard_link
+from lrdask.dataset import plan_dataset
+from lrdask.errors import LrdaskError, NotConvergedError, OutputExistsError
+from lrdask.estimator import LogisticRegression
+from lrdask.progress import TrainingProgress
+from lrdask.solvers import SolverState
+
+log = logging.getLogger("lrdask")
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    label: str
+    out: str
+    features: list[str] | None = None
+    exclude: list[str] | None = None
+    alpha: float = 0.1
+    max_iter: int = 1000
+    tol: float = 1e-6
+    dtype: str = "float64"
+    scheduler: str | None = None
+    workers: int | None = None
+    connect_timeout: float = 30.0
+    pass_timeout: float = 600.0
+    overwrite: bool = False
+    checkpoint_dir: str | None = None
+    checkpoint_every: int = 50
+    resume: bool = True
+    fail_on_no_convergence: bool = False
+    log_every: int = 10
+    storage_options: dict = field(default_factory=dict)
+
+    @property
+    def model_location(self) -> str:
+        return storage.join(self.out, artifact.MODEL_FILE)
+
+    @property
+    def checkpoint_location(self) -> str:
+        return self.checkpoint_dir or storage.join(self.out, "_checkpoint")
+
+
+@dataclass
+class TrainOutcome:
+    location: str
+    model: LogisticRegression
+    skipped: bool = False
+
+
+def run_training(cfg: TrainConfig) -> TrainOutcome:
+    """Train (or find the identical finished model) and return where the model is."""
+    started = time.monotonic()
+    model = LogisticRegression(alpha=cfg.alpha, max_iter=cfg.max_iter, tol=cfg.tol, dtype=cfg.dtype)
+    model._validate_params()
+    plan = plan_dataset(cfg.data, cfg.label, cfg.features, cfg.exclude, cfg.storage_options)
+    log.info(
+        "data: %s, %d rows in %d partition(s) of %d file(s), %d features",
+        cfg.data,
+        plan.num_rows,
+        len(plan.pieces),
+        len(plan.files),
+        len(plan.features),
+    )
+    identity = run_identity(plan.fingerprint_items(), model.run_options(cfg.label, plan.features))
+    finished = _finished_model(cfg, identity)
+    if finished is not None:
+        return finished
+    _check_writable(cfg.out, cfg.storage_options)
+    checkpoints = Checkpoints(
+        cfg.checkpoint_location, cfg.checkpoint_every, identity, cfg.storage_options
+    )
+    if not cfg.resume:
+        checkpoints.clear()
+    with connect(cfg.scheduler, cfg.workers, cfg.connect_timeout) as client:
+        log_cluster(client, cfg.scheduler)
+        progress = TrainingProgress(cfg.max_iter, cfg.log_every)
+        try:
+            model.fit(
+                plan,
+                label=cfg.label,
+                client=client,
+                callback=progress,
+                checkpoint_dir=cfg.checkpoint_location,
+                checkpoint_every=cfg.checkpoint_every,
+                pass_timeout=cfg.pass_timeout,
+            )
+        finally:
+            progress.close()
+    _log_result(model, time.monotonic() - started)
+    if cfg.fail_on_no_convergence and not model.converged_:
+        checkpoints.save(_state_of(model))
+        raise NotConvergedError(
+            f"no convergence within --max-iter {cfg.max_iter} (last improvement "
+            f"{_last_improvement(model):.3g} > --tol {cfg.tol:g}); no model written. Rerun "
+            "with a larger --max-iter to continue from the checkpoint, or a larger --alpha"
+        )
+    location = model.save(cfg.out, cfg.storage_options)
+    checkpoints.clear()
+    log.info("model written to %s", location)
+    return TrainOutcome(location, model)
+
+
+def _finished_model(cfg: TrainConfig, identity: dict) -> TrainOutcome | None:
+    """A rerun of a finished job is a no-op; a different model is never replaced silently."""
+    location = cfg.model_location
+    if not storage.exists(location, cfg.storage_options):
+        return None
+    if cfg.overwrite:
+        log.info("--overwrite: %s will be replaced when training succeeds", location)
+        return None
+    try:
+        doc = json.loads(storage.read_bytes(location, cfg.storage_options))
+        same = doc.get("training", {}).get("fingerprint") == identity
+    except ValueError:
+        same = False
+    if same:
+        log.info(
+            "%s already holds the model for this data and these options; nothing to do "
+            "(pass --overwrite to train again)",
+            location,
+        )
+        return TrainOutcome(
+            location, LogisticRegression.load(cfg.out, cfg.storage_options), skipped=True
+        )
+    raise OutputExistsError(
+        f"{location} already holds a model trained on other data or options; "
+        "pass --overwrite to replace it, or choose another --out"
+    )
+
+
+def _check_writable(out: str, storage_options: dict) -> None:
+    """Fail before training, not after, if the model cannot be written."""
+    probe = storage.join(out, ".lrdask-write-test")
+    try:
+        storage.write_bytes_atomic(probe, b"", storage_options)
+        fs, path = storage.filesystem(probe, storage_options)
+        fs.rm(path)
+    except OSError as exc:
+        raise LrdaskError(
+            f"cannot write to {out} ({exc.strerror or exc}); choose a writable --out"
+        ) from None
+
+
+def log_cluster(client, scheduler: str | None) -> None:
+    workers = client.scheduler_info(n_workers=-1)["workers"]
+    where = f"scheduler {scheduler}" if scheduler else "embedded LocalCluster"
+    log.info("cluster: %s, %d worker(s)", where, len(workers))
+    link = dashboard_link(client)
+    if link:
+        log.info("Dask dashboard: %s", link)
+
+
+def _state_of(model: LogisticRegression) -> SolverState:
+    return SolverState(
+        model.coef_,
+        model.intercept_,
+        model.n_iter_,
+        list(model.loss_history_),
+        cost_increased_at=model.cost_increased_at_,
+    )
+
+
+def _last_improvement(model: LogisticRegression) -> float:
+    history = model.loss_history_
+    return history[-2] - history[-1] if len(history) > 1 else float("nan")
+
+
+def _log_result(model: LogisticRegression, seconds: float) -> None:
+    status = "converged" if model.converged_ else "stopped at max_iter"
+    history = model.loss_history_
+    log.info(
+        "%s after %d iterations: cost %.10g -> %.10g on %d rows (%d partitions) in %.1fs",
+        status,
+        model.n_iter_,
+        history[0],
+        history[-1],
+        model.n_rows_,
+        model.n_partitions_,
+        seconds,
+        extra={
+            "fields": {
+                "event": "trained",
+                "iterations": model.n_iter_,
+                "converged": model.converged_,
+                "final_cost": history[-1],
+                "seconds": round(seconds, 3),
+            }
+        },
+    )
+    if model.cost_increased_at_ is not None:
+        log.warning(
+            "the cost rose at iteration %d: --alpha %g is probably too large",
+            model.cost_increased_at_,
+            model.alpha,
+        )
