@@ -278,7 +278,16 @@ def make_data(out_dir, rows, features, partitions, seed, dtype, overwrite) -> No
 
 
 def main() -> None:
-    cli(prog_name="lrdask")
+    """Entry point: option errors become the same one-line error as everything else."""
+    try:
+        cli.main(prog_name="lrdask", standalone_mode=False)
+    except click.UsageError as exc:
+        where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+        _fail(exc.format_message() + where, exc.exit_code)
+    except click.ClickException as exc:
+        _fail(exc.format_message(), exc.exit_code)
+    except click.Abort:
+        _fail("aborted", 1)
 
 
 if __name__ == "__main__":
