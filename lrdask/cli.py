@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 
 import click
+from click.core import ParameterSource
 
 from lrdask import __version__
 from lrdask.cluster import connect
-from lrdask.errors import ClusterError, LrdaskError
+from lrdask.config import load_config, parse_pairs
+from lrdask.errors import ClusterError, ConfigError, LrdaskError
 from lrdask.estimator import LogisticRegression
 from lrdask.progress import setup_logging
 from lrdask.train_job import TrainConfig, log_cluster, run_training
@@ -43,8 +46,8 @@ def _is_cluster_failure(exc: BaseException) -> bool:
 
 
 def _split(ctx, param, value: str | None) -> list[str] | None:
-    if value is None:
-        return None
+    if value is None or isinstance(value, list):
+        return value
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
@@ -89,8 +92,37 @@ def cluster_options(func):
 
 
 @cli.command()
-@click.argument("data")
-@click.option("--label", required=True, help="Name of the label column (values 0 and 1).")
+@click.argument("data", required=False)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="TOML job file holding any of these options (keys as the option names, "
+    "e.g. max_iter); flags given here override it.",
+)
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Value for a ${NAME} placeholder in the config file (repeatable); "
+    "RUN_DATE defaults to today (UTC).",
+)
+@click.option(
+    "--storage-option",
+    "storage_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="fsspec storage option for DATA and MODEL_DIR, e.g. "
+    "endpoint_url=http://127.0.0.1:9000 (repeatable; also [storage_options] in "
+    "the config file, or FSSPEC_S3_* environment variables).",
+)
+@click.option(
+    "--label",
+    default=None,
+    help="Name of the label column (values 0 and 1). Required, here or in the config file.",
+)
 @click.option(
     "--features",
     callback=_split,
@@ -139,9 +171,10 @@ def cluster_options(func):
 @click.option(
     "--out",
     "out",
-    required=True,
+    default=None,
     metavar="MODEL_DIR",
-    help="Directory (or URL) to write model.json to.",
+    help="Directory (or URL) for model.json, metrics.json, loss_curve.png and _SUCCESS. "
+    "Required, here or in the config file.",
 )
 @click.option(
     "--overwrite",
@@ -189,16 +222,65 @@ def cluster_options(func):
     show_default=True,
     help="Log the cost every N iterations when not on a terminal.",
 )
-def train(log_format, **options) -> None:
-    """Train on the Parquet data set DATA and write MODEL_DIR/model.json.
+@click.pass_context
+def train(ctx, config_file, params, storage_pairs, **options) -> None:
+    """Train on the Parquet data set DATA and write the model to MODEL_DIR.
 
     Starts from w = 0, b = 0 and applies w := w − α·dw, b := b − α·db until the cost
     improves by at most --tol or --max-iter updates have been applied. Rerunning a
     finished job with the same data and options does nothing and succeeds.
     """
-    setup_logging(log_format)
-    outcome = run_training(TrainConfig(**options))
+    params = parse_pairs(params, "--param")
+    if config_file:
+        known = {p.name for p in ctx.command.params} - {"config_file", "params", "storage_pairs"}
+        from_file = load_config(config_file, known | {"storage_options"}, params)
+        options = _merge_config(ctx, options, from_file)
+    storage_options = {
+        **(options.pop("storage_options", None) or {}),
+        **_typed(parse_pairs(storage_pairs, "--storage-option")),
+    }
+    for name, flag in (("data", "DATA"), ("label", "--label"), ("out", "--out")):
+        if not options.get(name):
+            raise ConfigError(f"missing {flag}: give it on the command line or in --config")
+    options["features"] = _as_list(options["features"])
+    options["exclude"] = _as_list(options["exclude"])
+    setup_logging(options.pop("log_format"))
+    cfg = TrainConfig(
+        **options,
+        storage_options=storage_options,
+        params={**params, "config": config_file} if config_file else params,
+    )
+    outcome = run_training(cfg)
     click.echo(outcome.location)
+
+
+def _merge_config(ctx: click.Context, options: dict, from_file: dict) -> dict:
+    """Config-file values for every option not given on the command line."""
+    merged = dict(options)
+    for key, value in from_file.items():
+        if key == "storage_options" or ctx.get_parameter_source(key) in (
+            ParameterSource.DEFAULT,
+            None,
+        ):
+            merged[key] = value
+    return merged
+
+
+def _as_list(value) -> list[str] | None:
+    if value is None or isinstance(value, list):
+        return value
+    return _split(None, None, value)
+
+
+def _typed(pairs: dict[str, str]) -> dict:
+    """'true', '3', '{"a": 1}' -> True, 3, {"a": 1}; anything else stays a string."""
+    out = {}
+    for key, value in pairs.items():
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
 
 
 @cli.command()
@@ -218,20 +300,46 @@ def train(log_format, **options) -> None:
     help="Input columns to copy into the output beside the predictions (e.g. ids).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT_DIR.")
+@click.option(
+    "--storage-option",
+    "storage_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="fsspec storage option for MODEL_DIR, DATA and OUT_DIR (repeatable).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines as text or as one JSON object per line.",
+)
 @cluster_options
-def predict(model_dir, data, out, keep, overwrite, scheduler, workers, connect_timeout) -> None:
+def predict(
+    model_dir,
+    data,
+    out,
+    keep,
+    overwrite,
+    storage_pairs,
+    log_format,
+    scheduler,
+    workers,
+    connect_timeout,
+) -> None:
     """Score DATA with the model in MODEL_DIR; write `probability` and `prediction` columns.
 
     Each partition is scored and written on the cluster; OUT_DIR appears complete, with a
-    _SUCCESS marker, or not at all.
+    _SUCCESS marker written last.
     """
     from lrdask.predict import write_predictions
 
-    setup_logging()
-    model = LogisticRegression.load(model_dir)
+    setup_logging(log_format)
+    options = _typed(parse_pairs(storage_pairs, "--storage-option"))
+    model = LogisticRegression.load(model_dir, options)
     with connect(scheduler, workers, connect_timeout) as client:
         log_cluster(client, scheduler)
-        rows = write_predictions(client, model, data, out, keep, overwrite=overwrite)
+        rows = write_predictions(client, model, data, out, keep, options, overwrite)
     log.info("%d predictions written to %s", rows, out)
     click.echo(out)
 
@@ -275,6 +383,64 @@ def make_data(out_dir, rows, features, partitions, seed, dtype, overwrite) -> No
     _make(out_dir, rows, features, partitions, seed, overwrite, dtype)
     log.info("wrote %d rows x %d features in %d files to %s", rows, features, partitions, out_dir)
     click.echo(out_dir)
+
+
+@cli.command()
+@click.argument("model_dir")
+@click.option(
+    "--out",
+    "out",
+    default=None,
+    metavar="PNG",
+    help="Where to write the plot [default: MODEL_DIR/loss_curve.png].",
+)
+def plot(model_dir, out) -> None:
+    """Draw the cost J against iteration for the model in MODEL_DIR, as a PNG."""
+    from lrdask import storage
+    from lrdask.outputs import PLOT_FILE, loss_curve_png
+
+    setup_logging()
+    model = LogisticRegression.load(model_dir)
+    target = out or storage.join(model_dir, PLOT_FILE)
+    storage.write_bytes_atomic(target, loss_curve_png(model))
+    click.echo(target)
+
+
+@cli.command()
+@click.argument("model_dir")
+@click.option("--json", "as_json", is_flag=True, help="Print model.json's summary as JSON.")
+def info(model_dir, as_json) -> None:
+    """Print the model: features by weight magnitude, intercept, iterations, final cost."""
+    model = LogisticRegression.load(model_dir)
+    rows = sorted(
+        zip(model.feature_names_in_, model.coef_, strict=True), key=lambda item: -abs(item[1])
+    )
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "features": [{"name": n, "weight": float(w)} for n, w in rows],
+                    "intercept": model.intercept_,
+                    "iterations": model.n_iter_,
+                    "converged": model.converged_,
+                    "final_cost": model.loss_history_[-1],
+                    "n_rows": model.n_rows_,
+                    "label": model.label_,
+                },
+                indent=2,
+            )
+        )
+        return
+    width = max(len("feature"), *(len(n) for n, _ in rows))
+    click.echo(f"model      {model_dir}")
+    click.echo(f"label      {model.label_}")
+    click.echo(f"rows       {model.n_rows_}")
+    click.echo(f"iterations {model.n_iter_} ({'converged' if model.converged_ else 'max_iter'})")
+    click.echo(f"final cost {model.loss_history_[-1]:.10g}")
+    click.echo(f"intercept  {model.intercept_:+.6g}")
+    click.echo(f"\n{'feature':<{width}}  weight")
+    for name, weight in rows:
+        click.echo(f"{name:<{width}}  {weight:+.6g}")
 
 
 def main() -> None:

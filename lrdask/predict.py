@@ -8,6 +8,7 @@ output location holds either complete predictions or nothing new.
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import fsspec
@@ -15,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from distributed import Client
+from fsspec.implementations.local import LocalFileSystem
 
 from lrdask import kernels, storage
 from lrdask.dataset import Piece, plan_dataset
@@ -63,8 +65,8 @@ def write_predictions(
         with cluster_errors("scoring", None):
             reports = client.gather(futures)
         check_reports(reports, None)
-        fs.pipe_file(f"{staging}/{SUCCESS_FILE}", b"")
         _publish(fs, staging, out_path)
+        fs.pipe_file(f"{out_path.rstrip('/')}/{SUCCESS_FILE}", b"")  # last: the files are there
     finally:
         if fs.exists(staging):
             fs.rm(staging, recursive=True)
@@ -106,11 +108,21 @@ def _check_keep(names: list[str], keep: list[str], path: str) -> None:
 
 
 def _publish(fs, staging: str, out_path: str) -> None:
-    """Move the finished staging directory into place (a rename on local disks)."""
-    if fs.exists(out_path):
+    """Move the finished staging directory into place.
+
+    On a local disk that is a directory rename (the old output, if any, is moved aside
+    first). Object stores have no rename: the old objects are deleted, the new ones copied
+    in, and ``_SUCCESS`` (written after this) is what tells readers the output is whole.
+    """
+    if isinstance(fs, LocalFileSystem):
         old = f"{out_path.rstrip('/')}.old-{uuid.uuid4().hex[:8]}"
-        fs.mv(out_path, old, recursive=True)
-        fs.mv(staging, out_path, recursive=True)
-        fs.rm(old, recursive=True)
-    else:
-        fs.mv(staging, out_path, recursive=True)
+        if fs.exists(out_path):
+            os.rename(out_path, old)
+        os.rename(staging, out_path)
+        if fs.exists(old):
+            fs.rm(old, recursive=True)
+        return
+    if fs.exists(out_path):
+        fs.rm(out_path, recursive=True)
+    for source in fs.find(staging):
+        fs.copy(source, f"{out_path.rstrip('/')}/{source.rsplit('/', 1)[1]}")

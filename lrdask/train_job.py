@@ -3,7 +3,8 @@
 The CLI (and a job config file) only fills a ``TrainConfig``; ``run_training`` does the
 rest in an order chosen for unattended runs: check everything cheap first (options, data
 schema, output location) before a cluster is started; resume a matching checkpoint; write
-the model atomically; only then remove the checkpoint.
+the model, metrics and cost curve atomically and ``_SUCCESS`` last; only then remove the
+checkpoint.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from lrdask.cluster import connect, dashboard_link
 from lrdask.dataset import plan_dataset
 from lrdask.errors import LrdaskError, NotConvergedError, OutputExistsError
 from lrdask.estimator import LogisticRegression
+from lrdask.outputs import is_complete, withdraw_success, write_run_outputs
 from lrdask.progress import TrainingProgress
 from lrdask.solvers import SolverState
 
@@ -47,6 +49,7 @@ class TrainConfig:
     fail_on_no_convergence: bool = False
     log_every: int = 10
     storage_options: dict = field(default_factory=dict)
+    params: dict = field(default_factory=dict)
 
     @property
     def model_location(self) -> str:
@@ -99,6 +102,7 @@ def run_training(cfg: TrainConfig) -> TrainOutcome:
                 callback=progress,
                 checkpoint_dir=cfg.checkpoint_location,
                 checkpoint_every=cfg.checkpoint_every,
+                storage_options=cfg.storage_options,
                 pass_timeout=cfg.pass_timeout,
             )
         finally:
@@ -111,9 +115,11 @@ def run_training(cfg: TrainConfig) -> TrainOutcome:
             f"{_last_improvement(model):.3g} > --tol {cfg.tol:g}); no model written. Rerun "
             "with a larger --max-iter to continue from the checkpoint, or a larger --alpha"
         )
+    withdraw_success(cfg.out, cfg.storage_options)
     location = model.save(cfg.out, cfg.storage_options)
+    write_run_outputs(model, cfg.out, cfg.storage_options, cfg.params)
     checkpoints.clear()
-    log.info("model written to %s", location)
+    log.info("model, metrics.json and loss_curve.png written to %s", cfg.out)
     return TrainOutcome(location, model)
 
 
@@ -136,9 +142,10 @@ def _finished_model(cfg: TrainConfig, identity: dict) -> TrainOutcome | None:
             "(pass --overwrite to train again)",
             location,
         )
-        return TrainOutcome(
-            location, LogisticRegression.load(cfg.out, cfg.storage_options), skipped=True
-        )
+        model = LogisticRegression.load(cfg.out, cfg.storage_options)
+        if not is_complete(cfg.out, cfg.storage_options):  # killed after model.json
+            write_run_outputs(model, cfg.out, cfg.storage_options, cfg.params)
+        return TrainOutcome(location, model, skipped=True)
     raise OutputExistsError(
         f"{location} already holds a model trained on other data or options; "
         "pass --overwrite to replace it, or choose another --out"
