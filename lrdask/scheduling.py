@@ -2,15 +2,24 @@
 
 This is the only module that schedules work. Blocks are Dask futures created from their
 Parquet pieces, so if a worker dies the scheduler recomputes its blocks from the files
-and the result does not change. Each pass sends (w, b) as small task arguments, runs
-one task per worker over all of that worker's local blocks, merges those results in a
-tree of fan-in ``FAN_IN`` on the cluster, and brings at most ``FAN_IN`` small partial
-sums to the driver (the shape of Spark's ``treeAggregate``).
+and the result does not change.
+
+A pass is one fold per worker over the blocks that worker holds, with (w, b) as small
+arguments. The fast path runs those folds with ``Client.run`` (one broadcast through the
+scheduler, ~3 ms, instead of a task graph per iteration, ~20 ms): each worker reads its
+blocks from its own Dask data store, where they stay known to the scheduler. The driver
+adds the per-worker partial sums (like the last level of Spark's ``treeAggregate``).
+Whenever a block is not where the driver expects it (a worker died, a block moved) or
+there are more than ``DIRECT_MAX`` workers, the pass runs as ordinary tasks instead: one
+per worker, merged in a tree of fan-in ``FAN_IN`` on the cluster, and the scheduler
+recomputes whatever was lost. Both paths fold the same blocks in the same order.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import CancelledError
@@ -26,7 +35,10 @@ from lrdask.kernels import log_loss_sums
 from lrdask.loading import Block, BlockReport
 from lrdask.sums import LogLossSums, merge_all
 
+log = logging.getLogger("lrdask")
+
 FAN_IN = 8
+DIRECT_MAX = 64
 # How often to ask the scheduler again where the blocks live (they move only on faults).
 REGROUP_SECONDS = 2.0
 
@@ -80,6 +92,34 @@ class PersistedBlocks:
 
     def partial_sums(self, w: np.ndarray, b: float) -> LogLossSums:
         """One pass over all rows: Σ loss, Σ (a−y)·x, Σ (a−y), m."""
+        groups = self._local_groups()
+        if len(groups) <= DIRECT_MAX and all(addr for addr, _ in groups):
+            sums = self._fold_in_place(groups, w, b)
+            if sums is not None:
+                return sums
+            log.info(
+                "a block is not on the worker that held it (worker lost?): this pass "
+                "runs as tasks, and the scheduler recomputes what is missing"
+            )
+            self._grouped_at = -np.inf  # something moved: ask the scheduler again next time
+        return self._fold_by_tasks(groups, w, b)
+
+    def _fold_in_place(self, groups, w, b) -> LogLossSums | None:
+        """The fast path; None if any worker is missing a block it was assigned."""
+        assignment = {addr: [f.key for f in blocks] for addr, blocks in groups}
+        try:
+            results = self.client.run(
+                fold_assigned, assignment, w, b, workers=list(assignment), on_error="return"
+            )
+        except (CommClosedError, OSError, TimeoutError):
+            return None
+        parts = [results.get(addr) for addr in sorted(assignment)]
+        if not all(isinstance(part, LogLossSums) for part in parts):
+            return None
+        return merge_all(parts)
+
+    def _fold_by_tasks(self, groups, w, b) -> LogLossSums:
+        """The robust path: tasks the scheduler can place, retry and recompute."""
         level = [
             self.client.submit(
                 fold_blocks,
@@ -90,9 +130,9 @@ class PersistedBlocks:
                 allow_other_workers=True,
                 pure=False,
             )
-            for addr, blocks in self._local_groups()
+            for addr, blocks in groups
         ]
-        while len(level) > FAN_IN:
+        while len(level) > max(2, FAN_IN):
             level = [
                 self.client.submit(merge_sums, *level[i : i + FAN_IN], pure=False)
                 for i in range(0, len(level), FAN_IN)
@@ -137,6 +177,25 @@ def cluster_errors(what: str, timeout: float | None) -> Iterator[None]:
     except (CancelledError, CommClosedError, KilledWorker, OSError) as exc:
         reason = first_line(exc) or type(exc).__name__
         raise ClusterError(f"lost the Dask cluster during {what}: {reason}") from None
+
+
+async def fold_assigned(assignment: dict, w: np.ndarray, b: float, dask_worker=None):
+    """Runs on a worker (via Client.run): fold the blocks assigned to this worker, read
+    from its Dask data store, in a thread so the worker's event loop stays responsive.
+    Returns None if one of them is not there."""
+    keys = assignment.get(dask_worker.address, [])
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(None, _fold_present, dask_worker.data, keys, w, b)
+
+
+def _fold_present(data, keys, w: np.ndarray, b: float) -> LogLossSums | None:
+    blocks = []
+    for key in keys:
+        try:
+            blocks.append(data[key])
+        except KeyError:
+            return None
+    return fold_blocks(w, b, *blocks)
 
 
 def fold_blocks(w: np.ndarray, b: float, *blocks: Block) -> LogLossSums:

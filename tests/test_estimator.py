@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import random_problem, write_partitions
+from distributed import Client, LocalCluster
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference import numpy_gradient_descent
@@ -173,3 +174,20 @@ def test_load_rejects_corrupt_model(tmp_path):
     (tmp_path / "model.json").write_text('{"format": "lrdask-model", "coef": [')
     with pytest.raises(ModelError, match="not a valid lrdask model"):
         LogisticRegression.load(str(tmp_path))
+
+
+def test_task_path_and_fast_path_agree(tmp_path, monkeypatch):
+    import lrdask.scheduling as scheduling
+
+    X, y = random_problem(500, 3, seed=12)
+    path = write_partitions(tmp_path / "data", X, y, [100, 250, 80, 0, 70])
+    cluster = LocalCluster(
+        n_workers=3, threads_per_worker=1, processes=False, dashboard_address=":0"
+    )
+    with cluster, Client(cluster) as client:
+        fast = fit_gd(client, path, alpha=0.8, iterations=30)
+        monkeypatch.setattr(scheduling, "DIRECT_MAX", 0)  # every pass as tasks
+        monkeypatch.setattr(scheduling, "FAN_IN", 2)  # 3 worker folds -> a merge level
+        slow = fit_gd(client, path, alpha=0.8, iterations=30)
+    assert_matches_reference(slow, X, y, 0.8, 30)
+    np.testing.assert_allclose(slow.coef_, fast.coef_, rtol=1e-14, atol=1e-15)

@@ -87,6 +87,7 @@ def test_worker_killed_mid_training_changes_nothing(tmp_path, problem):
         finally:
             proc.kill()
     assert code == 0, err
+    assert "this pass runs as tasks" in err  # the fault was noticed, and survived
     assert_model_matches(tmp_path / "m" / "model.json", X, y, 0.5, 120)
 
 
