@@ -8,6 +8,7 @@ matches exactly; otherwise the job says so and starts from w = 0. The same ident
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -88,6 +89,11 @@ class Checkpoints:
         storage.write_bytes_atomic(self.location, json.dumps(doc).encode(), self.storage_options)
 
     def clear(self) -> None:
+        """Remove the checkpoint, and its directory if that is left empty."""
         fs, path = storage.filesystem(self.location, self.storage_options)
         if fs.exists(path):
             fs.rm(path)
+        parent = path.rsplit("/", 1)[0]
+        with contextlib.suppress(OSError):
+            if fs.isdir(parent) and not fs.ls(parent):
+                fs.rmdir(parent)

@@ -127,7 +127,7 @@ def test_killed_driver_resumes_from_checkpoint(tmp_path, problem):
     )
     assert "iteration 0 cost" not in result.stderr
     assert_model_matches(tmp_path / "m" / "model.json", X, y, 0.5, 150)
-    assert not (tmp_path / "m" / "_checkpoint" / "checkpoint.json").exists()
+    assert not (tmp_path / "m" / "_checkpoint").exists()
 
 
 def test_scheduler_lost_mid_run_exits_3_and_checkpoint_resumes(tmp_path, problem):
