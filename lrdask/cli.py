@@ -160,6 +160,13 @@ def cluster_options(func):
     show_default=True,
     help="Storage type of features in worker memory (sums are always float64).",
 )
+@click.option(
+    "--cache/--no-cache",
+    default=True,
+    show_default=True,
+    help="Keep the data in worker memory across iterations; --no-cache re-reads the "
+    "Parquet columns on every pass, for data larger than the cluster's memory.",
+)
 @cluster_options
 @click.option(
     "--pass-timeout",

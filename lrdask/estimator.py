@@ -17,7 +17,7 @@ from lrdask.cluster import connect
 from lrdask.dataset import DatasetPlan, plan_dataset
 from lrdask.errors import ConfigError, DataError
 from lrdask.loading import block_from_columns, check_reports, load_piece
-from lrdask.scheduling import PersistedBlocks
+from lrdask.scheduling import PersistedBlocks, StreamedPieces
 from lrdask.solvers import IterationInfo, SolverState, gradient_descent
 
 _PARAMETER_CONSTRAINTS: dict[str, tuple[Callable[[object], bool], str]] = {
@@ -66,6 +66,7 @@ class LogisticRegression:
         checkpoint_dir: str | None = None,
         checkpoint_every: int = 50,
         pass_timeout: float | None = None,
+        cache: bool = True,
     ) -> LogisticRegression:
         """Train on a Parquet path/URL or a dask DataFrame; ``label`` names the 0/1 column.
 
@@ -73,6 +74,8 @@ class LogisticRegression:
         plans before it starts a cluster, so bad data fails fast). With ``checkpoint_dir``
         the state is saved every ``checkpoint_every`` iterations and a matching checkpoint
         found there is resumed. ``pass_timeout`` bounds the wait for any one pass (seconds).
+        ``cache=False`` streams Parquet data from storage on every pass instead of keeping
+        it in worker memory (for data larger than the cluster's memory; slower per pass).
         """
         self._validate_params()
         started = time.time()
@@ -87,7 +90,7 @@ class LogisticRegression:
             )
         state = (checkpoints and checkpoints.resume()) or SolverState.initial(len(source.features))
         with _client_or_local(client) as client:
-            blocks = source.persist(client, self.dtype, pass_timeout)
+            blocks = source.persist(client, self.dtype, pass_timeout, cache)
             try:
                 reports = blocks.reports()
                 check_reports(reports, label)
@@ -218,7 +221,7 @@ class _TrainingSource:
     features: list[str]
     description: str
     data_items: list
-    persist: Callable[[Client, str, float | None], PersistedBlocks]
+    persist: Callable[..., PersistedBlocks | StreamedPieces]
 
 
 def _training_source(data, label, features, exclude, storage_options) -> _TrainingSource:
@@ -231,7 +234,9 @@ def _training_source(data, label, features, exclude, storage_options) -> _Traini
             plan.features,
             plan.url,
             plan.fingerprint_items(),
-            lambda client, dtype, timeout: _persist_plan(client, plan, dtype, timeout),
+            lambda client, dtype, timeout, cache: _persist_plan(
+                client, plan, dtype, timeout, cache
+            ),
         )
     if _is_dask_frame(data):
         import dask.base
@@ -241,7 +246,7 @@ def _training_source(data, label, features, exclude, storage_options) -> _Traini
             chosen,
             "dask DataFrame",
             [dask.base.tokenize(frame)],
-            lambda client, dtype, timeout: _persist_frame(
+            lambda client, dtype, timeout, cache: _persist_frame(
                 client, frame, label, chosen, dtype, timeout
             ),
         )
@@ -256,8 +261,10 @@ def _both(*callbacks):
     return lambda info: [c(info) for c in active]
 
 
-def _persist_plan(client: Client, plan: DatasetPlan, dtype: str, timeout) -> PersistedBlocks:
+def _persist_plan(client: Client, plan: DatasetPlan, dtype: str, timeout, cache: bool = True):
     args = [(piece, plan.fs, plan.features, plan.label, dtype) for piece in plan.pieces]
+    if not cache:
+        return StreamedPieces(client, load_piece, args, timeout)
     return PersistedBlocks.from_loaders(client, load_piece, args, len(plan.features), timeout)
 
 

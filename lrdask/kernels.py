@@ -36,30 +36,52 @@ def log_loss_sums(
 ) -> LogLossSums:
     """Partial sums of loss and gradient of the log loss over the rows of one partition.
 
-    X is (n, f) and may be float32 or float64; every product and sum is accumulated in
-    float64. Rows are processed in cache-sized blocks so each block of X is pulled from
-    memory once for both X·w and Xᵀ·(a−y).
+    X is (n, f), float64 or float32 storage; every product and sum is accumulated in
+    float64 (a float32 block is widened in cache first). Rows are processed in cache-sized
+    blocks so each block of X is pulled from memory once for both X·w and Xᵀ·(a−y).
     """
     n, f = X.shape
     w = np.asarray(w, dtype=np.float64)
+    rows = min(block_rows, max(n, 1))
+    widened = np.empty((rows, f)) if X.dtype != np.float64 else None
+    e, t, r = np.empty(rows), np.empty(rows), np.empty(rows)
     grad = np.zeros(f)
     loss = 0.0
     grad_b = 0.0
     for start in range(0, n, block_rows):
         Xb = X[start : start + block_rows]
-        yb = y[start : start + block_rows]
-        z = _affine(Xb, w, b)
-        e = np.exp(-np.abs(z))
-        row_loss = np.maximum(z, 0.0)
-        row_loss -= yb * z
-        row_loss += np.log1p(e)
-        loss += float(row_loss.sum())
-        inv = 1.0 / (1.0 + e)
-        residual = np.where(z >= 0, inv, e * inv)
-        residual -= yb
-        grad += _transpose_dot(Xb, residual)
-        grad_b += float(residual.sum())
+        k = Xb.shape[0]
+        if widened is not None:
+            Xb = widened[:k]
+            np.copyto(Xb, X[start : start + k])
+        z = np.matmul(Xb, w)
+        z += b
+        loss += _block_loss(z, y[start : start + k], e[:k], t[:k])
+        _block_residual(z, y[start : start + k], e[:k], r[:k])
+        grad += r[:k] @ Xb
+        grad_b += float(r[:k].sum())
     return LogLossSums(float(n), loss, grad, grad_b)
+
+
+def _block_loss(z: np.ndarray, y: np.ndarray, e: np.ndarray, t: np.ndarray) -> float:
+    """Σ softplus(z) − y·z for one block; leaves e = exp(−|z|) behind for the residual."""
+    np.abs(z, out=e)
+    np.negative(e, out=e)
+    np.exp(e, out=e)
+    np.multiply(y, z, out=t)
+    np.subtract(np.maximum(z, 0.0), t, out=t)
+    total = float(t.sum())
+    np.log1p(e, out=t)
+    return total + float(t.sum())
+
+
+def _block_residual(z: np.ndarray, y: np.ndarray, e: np.ndarray, r: np.ndarray) -> None:
+    """r = σ(z) − y, from e = exp(−|z|): 1/(1+e) where z ≥ 0, e/(1+e) where z < 0."""
+    np.add(e, 1.0, out=r)
+    np.divide(1.0, r, out=r)
+    np.multiply(e, r, out=e)
+    np.copyto(r, e, where=z < 0)
+    r -= y
 
 
 def predict_proba_rows(X: np.ndarray, w: np.ndarray, b: float) -> np.ndarray:
@@ -69,17 +91,6 @@ def predict_proba_rows(X: np.ndarray, w: np.ndarray, b: float) -> np.ndarray:
 
 def _affine(X: np.ndarray, w: np.ndarray, b: float) -> np.ndarray:
     """z = X·w + b in float64, whatever the storage dtype of X."""
-    if X.dtype != np.float64:
-        z = X @ w.astype(X.dtype)
-        z = z.astype(np.float64)
-    else:
-        z = X @ w
+    z = np.asarray(X, dtype=np.float64) @ w
     z += b
     return z
-
-
-def _transpose_dot(X: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """Xᵀ·r in float64."""
-    if X.dtype != np.float64:
-        return (r.astype(X.dtype) @ X).astype(np.float64)
-    return r @ X

@@ -198,6 +198,63 @@ def _fold_present(data, keys, w: np.ndarray, b: float) -> LogLossSums | None:
     return fold_blocks(w, b, *blocks)
 
 
+class StreamedPieces:
+    """For data larger than the cluster's memory: nothing is kept between passes.
+
+    Every pass reads each piece's columns from storage again and folds it at once (one
+    task per piece, merged in a tree on the cluster), so memory holds only the pieces
+    being worked on. The same kernel and piece order as the cached mode; each pass costs
+    a full read of the data set from storage instead of from memory.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        load: Callable[..., Block],
+        args: Sequence[tuple],
+        timeout: float | None = None,
+    ):
+        self.client = client
+        self.load = load
+        self.args = list(args)
+        self.timeout = timeout
+
+    def reports(self) -> list[BlockReport]:
+        """One validating read of every piece (the load pass of the cached mode)."""
+        futures = [
+            self.client.submit(_load_report, self.load, *arg, pure=False) for arg in self.args
+        ]
+        with cluster_errors("reading the data", self.timeout):
+            wait(futures, timeout=self.timeout)
+            return self.client.gather(futures)
+
+    def partial_sums(self, w: np.ndarray, b: float) -> LogLossSums:
+        level = [
+            self.client.submit(_load_and_fold, self.load, arg, w, b, pure=False)
+            for arg in self.args
+        ]
+        while len(level) > 1:
+            level = [
+                self.client.submit(merge_sums, *level[i : i + FAN_IN], pure=False)
+                for i in range(0, len(level), max(2, FAN_IN))
+            ]
+        with cluster_errors("a pass over the data", self.timeout):
+            wait(level, timeout=self.timeout)
+            return self.client.gather(level[0])
+
+    def release(self) -> None:
+        """Nothing is held between passes."""
+
+
+def _load_report(load: Callable[..., Block], *arg) -> BlockReport:
+    return load(*arg).report
+
+
+def _load_and_fold(load: Callable[..., Block], arg: tuple, w: np.ndarray, b: float):
+    block = load(*arg)
+    return log_loss_sums(block.X, block.y, w, b)
+
+
 def fold_blocks(w: np.ndarray, b: float, *blocks: Block) -> LogLossSums:
     """The per-worker task: the kernel over each local block, merged in block order."""
     total = LogLossSums.zeros(len(w))

@@ -42,6 +42,7 @@ class TrainConfig:
     workers: int | None = None
     connect_timeout: float = 30.0
     pass_timeout: float = 600.0
+    cache: bool = True
     overwrite: bool = False
     checkpoint_dir: str | None = None
     checkpoint_every: int = 50
@@ -103,6 +104,7 @@ def run_training(cfg: TrainConfig) -> TrainOutcome:
                 checkpoint_dir=cfg.checkpoint_location,
                 checkpoint_every=cfg.checkpoint_every,
                 storage_options=cfg.storage_options,
+                cache=cfg.cache,
                 pass_timeout=cfg.pass_timeout,
             )
         finally:

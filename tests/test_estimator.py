@@ -191,3 +191,20 @@ def test_task_path_and_fast_path_agree(tmp_path, monkeypatch):
         slow = fit_gd(client, path, alpha=0.8, iterations=30)
     assert_matches_reference(slow, X, y, 0.8, 30)
     np.testing.assert_allclose(slow.coef_, fast.coef_, rtol=1e-14, atol=1e-15)
+
+
+def test_streaming_mode_equals_cached_mode(one_client, tmp_path):
+    X, y = random_problem(400, 3, seed=13)
+    path = write_partitions(tmp_path / "data", X, y, [100, 0, 300], row_group_size=50)
+    model = LogisticRegression(alpha=0.6, max_iter=25, tol=0)
+    model.fit(path, "y", client=one_client, cache=False)
+    assert_matches_reference(model, X, y, 0.6, 25)
+    assert model.n_rows_ == 400
+
+
+def test_streaming_mode_validates_too(one_client, tmp_path):
+    X, y = random_problem(100, 2, seed=14)
+    X[3, 1] = np.nan
+    path = write_partitions(tmp_path / "data", X, y, [50, 50])
+    with pytest.raises(DataError, match="column 'x1' has 1 null, NaN or infinite"):
+        LogisticRegression().fit(path, "y", client=one_client, cache=False)
