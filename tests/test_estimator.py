@@ -208,3 +208,14 @@ def test_streaming_mode_validates_too(one_client, tmp_path):
     path = write_partitions(tmp_path / "data", X, y, [50, 50])
     with pytest.raises(DataError, match="column 'x1' has 1 null, NaN or infinite"):
         LogisticRegression().fit(path, "y", client=one_client, cache=False)
+
+
+def test_float32_storage_matches_to_1e6(one_client, tmp_path):
+    X, y = random_problem(600, 4, seed=15)
+    path = write_partitions(tmp_path / "data", X, y, [300, 300])
+    model = LogisticRegression(alpha=0.5, max_iter=40, tol=0, dtype="float32")
+    model.fit(path, "y", client=one_client)
+    w, b, _ = numpy_gradient_descent(X, y, 0.5, 40)
+    np.testing.assert_allclose(model.coef_, w, rtol=1e-6, atol=1e-7)
+    assert abs(model.intercept_ - b) < 1e-7
+    assert np.abs(model.coef_ - w).max() > 0  # float32 storage really was used
