@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 
 import click
@@ -32,6 +33,11 @@ class _Group(click.Group):
             if _is_cluster_failure(exc):
                 _fail(f"the Dask cluster failed: {exc}", ClusterError.exit_code)
             raise
+
+
+def _terminated(signum, frame) -> None:
+    click.echo("lrdask: error: terminated (SIGTERM); rerun to resume from the checkpoint", err=True)
+    sys.exit(128 + signum)
 
 
 def _fail(message: str, code: int) -> None:
@@ -451,7 +457,13 @@ def info(model_dir, as_json) -> None:
 
 
 def main() -> None:
-    """Entry point: option errors become the same one-line error as everything else."""
+    """Entry point: option errors become the same one-line error as everything else.
+
+    SIGTERM (Kubernetes, Airflow, docker stop; and PID 1 in a container ignores it unless
+    handled) unwinds like Ctrl-C: the embedded cluster is closed, no model is half-written,
+    the checkpoint stays, and the exit code is 143.
+    """
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         cli.main(prog_name="lrdask", standalone_mode=False)
     except click.UsageError as exc:

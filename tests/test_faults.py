@@ -221,3 +221,34 @@ def test_killed_mid_write_leaves_the_previous_file(tmp_path):
     assert target.read_text() == '{"old": true}'
     leftovers = [p for p in os.listdir(tmp_path) if p not in ("model.json", "flag")]
     assert all(p.startswith(".model.json.") for p in leftovers)  # hidden temp, never the model
+
+
+def test_sigterm_stops_cleanly_and_keeps_the_checkpoint(tmp_path, problem):
+    _, _, data = problem
+    proc = start_train(
+        data,
+        "--label",
+        "y",
+        "--out",
+        tmp_path / "m",
+        "--max-iter",
+        100_000,
+        "--tol",
+        0,
+        "--checkpoint-every",
+        5,
+        "--workers",
+        1,
+    )
+    try:
+        wait_for_line(proc, "iteration 12 cost")
+        proc.send_signal(signal.SIGTERM)
+        code, _, err = finish(proc, timeout=60)
+    finally:
+        proc.kill()
+    assert code == 143, err
+    assert "terminated (SIGTERM); rerun to resume from the checkpoint" in err
+    assert not (tmp_path / "m" / "model.json").exists()
+    assert (
+        json.loads((tmp_path / "m" / "_checkpoint" / "checkpoint.json").read_text())["n_iter"] >= 10
+    )
