@@ -1,7 +1,7 @@
 """Loading one partition on a worker into contiguous NumPy arrays, validating as it goes.
 
 A ``Block`` is what a worker keeps in memory for the whole training run: X as one
-C-contiguous (rows × features) array, y as a float64 vector. Validation (NaN/inf,
+contiguous column-major (rows × features) array, y as a float64 vector. Validation (NaN/inf,
 nulls, labels outside {0, 1}) happens here, in the same pass that builds the arrays,
 and is summarised in a small ``BlockReport`` so the driver can name every problem
 without ever seeing the rows.
@@ -77,10 +77,12 @@ def block_from_columns(
     """Build a Block from named columns (Arrow arrays, pandas Series or NumPy arrays)."""
     n = len(data[features[0]])
     report = BlockReport(source, n)
-    X = np.empty((n, len(features)), dtype=dtype)
+    # Column-major: each column is one contiguous copy here, and X·w / Xᵀ·r stream
+    # whole columns in the kernel, which is faster than row-major on every size we measured.
+    X = np.empty((n, len(features)), dtype=dtype, order="F")
     for j, name in enumerate(features):
         X[:, j] = _float_values(data[name])
-    _count_nonfinite(X, features, report)
+        _count_nonfinite(X[:, j], name, report)
     y = None
     if label is not None:
         y = _float_values(data[label])
@@ -95,11 +97,13 @@ def _float_values(column) -> np.ndarray:
     return np.ascontiguousarray(column, dtype=np.float64)
 
 
-def _count_nonfinite(X: np.ndarray, features: list[str], report: BlockReport) -> None:
-    counts = np.count_nonzero(~np.isfinite(X), axis=0)
-    for name, count in zip(features, counts, strict=True):
-        if count:
-            report.bad_values[name] = int(count)
+def _count_nonfinite(column: np.ndarray, name: str, report: BlockReport) -> None:
+    """Count NaN/±inf in one column; a finite sum (one fast pass) proves there are none."""
+    if np.isfinite(column.sum(dtype=np.float64)):
+        return
+    count = int(np.count_nonzero(~np.isfinite(column)))
+    if count:
+        report.bad_values[name] = count
 
 
 def _check_labels(y: np.ndarray, label: str, report: BlockReport) -> None:

@@ -17,7 +17,7 @@ def test_block_is_contiguous_and_projected(tmp_path):
         row_group_size=1,
     )
     block = load_piece(Piece(path, (1, 2), 2), LocalFileSystem(), ["b", "a"], "y")
-    assert block.X.flags.c_contiguous and block.X.dtype == np.float64
+    assert block.X.flags.f_contiguous and block.X.dtype == np.float64
     np.testing.assert_array_equal(block.X, [[5.0, 2.0], [6.0, 3.0]])
     np.testing.assert_array_equal(block.y, [1.0, 1.0])
     assert block.report.rows == 2 and block.report.positives == 2
