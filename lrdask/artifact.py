@@ -27,7 +27,7 @@ def to_dict(model) -> dict:
         "format_version": FORMAT_VERSION,
         "lrdask_version": __version__,
         "family": "binomial",
-        "solver": "gd",
+        "solver": getattr(model, "solver", "gd"),
         "label": model.label_,
         "features": list(model.feature_names_in_),
         "coef": [float(c) for c in model.coef_],
@@ -37,6 +37,7 @@ def to_dict(model) -> dict:
             "max_iter": int(model.max_iter),
             "tol": float(model.tol),
             "dtype": model.dtype,
+            "l2": float(getattr(model, "l2", 0.0)),
         },
         "training": {
             "n_iter": int(model.n_iter_),
@@ -91,6 +92,8 @@ def from_dict(cls, doc: dict):
         raise ValueError(f"format is {doc.get('format')!r}, expected {FORMAT!r}")
     options, training = doc["options"], doc["training"]
     model = cls(
+        solver=doc.get("solver", "gd"),
+        l2=options.get("l2", 0.0),
         alpha=options["alpha"],
         max_iter=options["max_iter"],
         tol=options["tol"],

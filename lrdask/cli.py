@@ -167,6 +167,22 @@ def cluster_options(func):
     help="Storage type of features in worker memory (sums are always float64).",
 )
 @click.option(
+    "--solver",
+    type=click.Choice(["gd", "lbfgs"]),
+    default="gd",
+    show_default=True,
+    help="gd: the fixed-step update w := w − α·dw; lbfgs: L-BFGS on the driver, one pass "
+    "per function evaluation, no α needed.",
+)
+@click.option(
+    "--l2",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="L2 penalty λ: minimize J + (λ/2)·‖w‖², intercept not penalized "
+    "(scikit-learn's C = 1/(λ·m)).",
+)
+@click.option(
     "--cache/--no-cache",
     default=True,
     show_default=True,

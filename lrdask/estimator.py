@@ -18,13 +18,15 @@ from lrdask.dataset import DatasetPlan, plan_dataset
 from lrdask.errors import ConfigError, DataError
 from lrdask.loading import block_from_columns, check_reports, load_piece
 from lrdask.scheduling import PersistedBlocks, StreamedPieces
-from lrdask.solvers import IterationInfo, SolverState, gradient_descent
+from lrdask.solvers import IterationInfo, SolverState, gradient_descent, lbfgs, with_l2
 
 _PARAMETER_CONSTRAINTS: dict[str, tuple[Callable[[object], bool], str]] = {
     "alpha": (lambda v: _is_real(v) and v > 0 and np.isfinite(v), "a float > 0"),
     "max_iter": (lambda v: isinstance(v, Integral) and v >= 1, "an int >= 1"),
     "tol": (lambda v: _is_real(v) and v >= 0, "a float >= 0"),
     "dtype": (lambda v: v in ("float64", "float32"), "'float64' or 'float32'"),
+    "solver": (lambda v: v in ("gd", "lbfgs"), "'gd' or 'lbfgs'"),
+    "l2": (lambda v: _is_real(v) and v >= 0 and np.isfinite(v), "a float >= 0"),
 }
 
 
@@ -42,15 +44,27 @@ class LogisticRegression:
     tol : stop when the cost improves by at most ``tol`` between two iterations.
     dtype : storage type of the feature matrix on the workers ("float64" or "float32");
         sums are always accumulated in float64.
+    solver : "gd" (the lecture's fixed-step update, the default) or "lbfgs" (L-BFGS on the
+        driver, each function evaluation one distributed pass; alpha is not used).
+    l2 : λ of the penalty (λ/2)·‖w‖² added to J (intercept not penalized); scikit-learn's
+        C is 1 / (λ·m).
     """
 
     def __init__(
-        self, alpha: float = 0.1, max_iter: int = 1000, tol: float = 1e-6, dtype: str = "float64"
+        self,
+        alpha: float = 0.1,
+        max_iter: int = 1000,
+        tol: float = 1e-6,
+        dtype: str = "float64",
+        solver: str = "gd",
+        l2: float = 0.0,
     ):
         self.alpha = alpha
         self.max_iter = max_iter
         self.tol = tol
         self.dtype = dtype
+        self.solver = solver
+        self.l2 = l2
 
     # ---- training -------------------------------------------------------------------
     def fit(
@@ -94,14 +108,20 @@ class LogisticRegression:
             try:
                 reports = blocks.reports()
                 check_reports(reports, label)
-                state = gradient_descent(
-                    lambda w, b: blocks.partial_sums(w, b).mean(),
-                    state,
-                    self.alpha,
-                    self.max_iter,
-                    self.tol,
-                    _both(callback, checkpoints),
-                )
+                evaluate = with_l2(lambda w, b: blocks.partial_sums(w, b).mean(), self.l2)
+                if self.solver == "lbfgs":
+                    state = lbfgs(
+                        evaluate, state, self.max_iter, self.tol, _both(callback, checkpoints)
+                    )
+                else:
+                    state = gradient_descent(
+                        evaluate,
+                        state,
+                        self.alpha,
+                        self.max_iter,
+                        self.tol,
+                        _both(callback, checkpoints),
+                    )
             finally:
                 blocks.release()
         self._set_fitted(state, source.features, label)
@@ -114,7 +134,8 @@ class LogisticRegression:
     def run_options(self, label: str, features: list[str]) -> dict:
         """The options that decide the result: with the data, a run's identity."""
         return {
-            "solver": "gd",
+            "solver": self.solver,
+            "l2": float(self.l2),
             "label": label,
             "features": list(features),
             "alpha": float(self.alpha),

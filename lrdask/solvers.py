@@ -86,3 +86,78 @@ def _note_progress(state: SolverState, tol: float) -> None:
         state.converged = True
     elif improvement < 0 and state.cost_increased_at is None:
         state.cost_increased_at = len(history) - 1
+
+
+def with_l2(evaluate: Evaluate, l2: float) -> Evaluate:
+    """The objective J + (λ/2)·‖w‖² and its gradient; the intercept is never penalized.
+
+    Added on the driver after the distributed pass, as Spark MLlib does. scikit-learn's
+    C maps to λ = 1 / (C·m).
+    """
+    if l2 == 0:
+        return evaluate
+
+    def penalized(w: np.ndarray, b: float):
+        cost, dw, db = evaluate(w, b)
+        return cost + 0.5 * l2 * float(w @ w), dw + l2 * w, db
+
+    return penalized
+
+
+def lbfgs(
+    evaluate: Evaluate,
+    state: SolverState,
+    max_iter: int,
+    tol: float,
+    callback: Callable[[IterationInfo], None] | None = None,
+    memory: int = 10,
+) -> SolverState:
+    """L-BFGS (scipy's L-BFGS-B, unbounded) on the driver over the same distributed pass.
+
+    Every function evaluation is one pass returning cost and gradient together; the line
+    search and the two-loop recursion over the last ``memory`` pairs run on the driver.
+    ``tol`` is scipy's ``ftol``: stop when (J_k − J_{k+1}) / max(|J_k|, |J_{k+1}|, 1) ≤ tol,
+    which for a log loss below 1 is the same rule as gradient descent's.
+    ``loss_history`` holds the cost at each accepted iterate; ``n_iter`` counts them.
+    """
+    from scipy.optimize import minimize
+
+    n = len(state.coef)
+    last: dict = {}
+
+    def objective(x: np.ndarray):
+        cost, dw, db = evaluate(x[:n], float(x[n]))
+        last.update(x=x.copy(), cost=cost, grad=np.append(dw, db))
+        if not state.loss_history:
+            state.loss_history.append(cost)  # J at the starting point
+        return cost, last["grad"]
+
+    def on_iterate(intermediate_result) -> None:  # scipy passes the result by this name
+        x, cost = intermediate_result.x, float(intermediate_result.fun)
+        state.coef, state.intercept = x[:n].copy(), float(x[n])
+        state.n_iter += 1
+        state.loss_history.append(cost)
+        state.grad_norm = float(np.linalg.norm(last["grad"]))
+        if callback is not None:
+            callback(IterationInfo(state.n_iter, cost, state.grad_norm, state))
+
+    x0 = np.append(state.coef, state.intercept)
+    result = minimize(
+        objective,
+        x0,
+        jac=True,
+        method="L-BFGS-B",
+        callback=on_iterate,
+        options={
+            "maxiter": max(1, max_iter - state.n_iter),
+            "ftol": tol,
+            "gtol": 0.0,
+            "maxcor": memory,
+        },
+    )
+    state.coef, state.intercept = result.x[:n].copy(), float(result.x[n])
+    state.grad_norm = float(np.linalg.norm(result.jac))
+    state.converged = bool(result.success)
+    if state.loss_history[-1] != float(result.fun):
+        state.loss_history.append(float(result.fun))
+    return state

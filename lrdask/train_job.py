@@ -38,6 +38,8 @@ class TrainConfig:
     max_iter: int = 1000
     tol: float = 1e-6
     dtype: str = "float64"
+    solver: str = "gd"
+    l2: float = 0.0
     scheduler: str | None = None
     workers: int | None = None
     connect_timeout: float = 30.0
@@ -71,7 +73,14 @@ class TrainOutcome:
 def run_training(cfg: TrainConfig) -> TrainOutcome:
     """Train (or find the identical finished model) and return where the model is."""
     started = time.monotonic()
-    model = LogisticRegression(alpha=cfg.alpha, max_iter=cfg.max_iter, tol=cfg.tol, dtype=cfg.dtype)
+    model = LogisticRegression(
+        alpha=cfg.alpha,
+        max_iter=cfg.max_iter,
+        tol=cfg.tol,
+        dtype=cfg.dtype,
+        solver=cfg.solver,
+        l2=cfg.l2,
+    )
     model._validate_params()
     plan = plan_dataset(cfg.data, cfg.label, cfg.features, cfg.exclude, cfg.storage_options)
     log.info(

@@ -111,3 +111,27 @@ def test_bad_input_fails_fast_with_one_line(tmp_path, args, message):
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert not (tmp_path / "m" / "model.json").exists()
+
+
+def test_train_with_lbfgs_and_l2(tmp_path):
+    X, y = random_problem(600, 3, seed=4)
+    data = write_partitions(tmp_path / "data", X, y, [300, 300])
+    lrdask(
+        "train",
+        data,
+        "--label",
+        "y",
+        "--out",
+        tmp_path / "m",
+        "--solver",
+        "lbfgs",
+        "--l2",
+        0.01,
+        "--tol",
+        1e-12,
+        "--workers",
+        1,
+    )
+    doc = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert doc["solver"] == "lbfgs" and doc["options"]["l2"] == 0.01
+    assert doc["training"]["converged"] and doc["training"]["n_iter"] < 100
