@@ -71,6 +71,25 @@ def cli() -> None:
     """
 
 
+log_format_option = click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines as text or as one JSON object per line.",
+)
+
+storage_option = click.option(
+    "--storage-option",
+    "storage_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="fsspec storage option for every URL the command reads or writes, e.g. "
+    "endpoint_url=http://127.0.0.1:9000 (repeatable; also [storage_options] in a train "
+    "config file, or FSSPEC_S3_* environment variables).",
+)
+
+
 def cluster_options(func):
     """--scheduler, --workers and --connect-timeout, shared by every command that computes."""
     func = click.option(
@@ -115,15 +134,7 @@ def cluster_options(func):
     help="Value for a ${NAME} placeholder in the config file (repeatable); "
     "RUN_DATE defaults to today (UTC).",
 )
-@click.option(
-    "--storage-option",
-    "storage_pairs",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="fsspec storage option for DATA and MODEL_DIR, e.g. "
-    "endpoint_url=http://127.0.0.1:9000 (repeatable; also [storage_options] in "
-    "the config file, or FSSPEC_S3_* environment variables).",
-)
+@storage_option
 @click.option(
     "--label",
     default=None,
@@ -237,13 +248,7 @@ def cluster_options(func):
     is_flag=True,
     help="Exit 4 without writing a model when --max-iter is reached before --tol.",
 )
-@click.option(
-    "--log-format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Log lines as text or as one JSON object per line.",
-)
+@log_format_option
 @click.option(
     "--log-every",
     type=click.IntRange(min=1),
@@ -329,20 +334,8 @@ def _typed(pairs: dict[str, str]) -> dict:
     help="Input columns to copy into the output beside the predictions (e.g. ids).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT_DIR.")
-@click.option(
-    "--storage-option",
-    "storage_pairs",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="fsspec storage option for MODEL_DIR, DATA and OUT_DIR (repeatable).",
-)
-@click.option(
-    "--log-format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Log lines as text or as one JSON object per line.",
-)
+@storage_option
+@log_format_option
 @cluster_options
 def predict(
     model_dir,
