@@ -179,11 +179,12 @@ def cluster_options(func):
 )
 @click.option(
     "--solver",
-    type=click.Choice(["gd", "lbfgs"]),
+    type=click.Choice(["gd", "lbfgs", "newton"]),
     default="gd",
     show_default=True,
     help="gd: the fixed-step update w := w − α·dw; lbfgs: L-BFGS on the driver, one pass "
-    "per function evaluation, no α needed.",
+    "per function evaluation; newton: IRLS, passes also sum the Hessian (≤ 2000 "
+    "features). Only gd uses --alpha.",
 )
 @click.option(
     "--l2",

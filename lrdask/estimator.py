@@ -16,16 +16,25 @@ from lrdask.checkpoint import Checkpoints, run_identity
 from lrdask.cluster import connect
 from lrdask.dataset import DatasetPlan, plan_dataset
 from lrdask.errors import ConfigError, DataError
+from lrdask.kernels import newton_sums
 from lrdask.loading import block_from_columns, check_reports, load_piece
 from lrdask.scheduling import PersistedBlocks, StreamedPieces
-from lrdask.solvers import IterationInfo, SolverState, gradient_descent, lbfgs, with_l2
+from lrdask.solvers import (
+    NEWTON_MAX_FEATURES,
+    IterationInfo,
+    SolverState,
+    gradient_descent,
+    lbfgs,
+    newton,
+    with_l2,
+)
 
 _PARAMETER_CONSTRAINTS: dict[str, tuple[Callable[[object], bool], str]] = {
     "alpha": (lambda v: _is_real(v) and v > 0 and np.isfinite(v), "a float > 0"),
     "max_iter": (lambda v: isinstance(v, Integral) and v >= 1, "an int >= 1"),
     "tol": (lambda v: _is_real(v) and v >= 0, "a float >= 0"),
     "dtype": (lambda v: v in ("float64", "float32"), "'float64' or 'float32'"),
-    "solver": (lambda v: v in ("gd", "lbfgs"), "'gd' or 'lbfgs'"),
+    "solver": (lambda v: v in ("gd", "lbfgs", "newton"), "'gd', 'lbfgs' or 'newton'"),
     "l2": (lambda v: _is_real(v) and v >= 0 and np.isfinite(v), "a float >= 0"),
 }
 
@@ -44,8 +53,9 @@ class LogisticRegression:
     tol : stop when the cost improves by at most ``tol`` between two iterations.
     dtype : storage type of the feature matrix on the workers ("float64" or "float32");
         sums are always accumulated in float64.
-    solver : "gd" (the lecture's fixed-step update, the default) or "lbfgs" (L-BFGS on the
-        driver, each function evaluation one distributed pass; alpha is not used).
+    solver : "gd" (the lecture's fixed-step update, the default), "lbfgs" (L-BFGS on the
+        driver, each function evaluation one distributed pass) or "newton" (IRLS: passes
+        also sum the Hessian; up to 2000 features). alpha is used by "gd" only.
     l2 : λ of the penalty (λ/2)·‖w‖² added to J (intercept not penalized); scikit-learn's
         C is 1 / (λ·m).
     """
@@ -94,6 +104,12 @@ class LogisticRegression:
         self._validate_params()
         started = time.time()
         source = _training_source(data, label, features, exclude, storage_options)
+        if self.solver == "newton" and len(source.features) > NEWTON_MAX_FEATURES:
+            raise ConfigError(
+                f"solver 'newton' sums a features × features Hessian on every pass; "
+                f"{len(source.features)} features is more than {NEWTON_MAX_FEATURES}: "
+                "use solver 'lbfgs'"
+            )
         self.fingerprint_ = run_identity(
             source.data_items, self.run_options(label, source.features)
         )
@@ -109,7 +125,16 @@ class LogisticRegression:
                 reports = blocks.reports()
                 check_reports(reports, label)
                 evaluate = with_l2(lambda w, b: blocks.partial_sums(w, b).mean(), self.l2)
-                if self.solver == "lbfgs":
+                if self.solver == "newton":
+                    state = newton(
+                        lambda w, b: blocks.partial_sums(w, b, kernel=newton_sums).mean(),
+                        state,
+                        self.max_iter,
+                        self.tol,
+                        self.l2,
+                        _both(callback, checkpoints),
+                    )
+                elif self.solver == "lbfgs":
                     state = lbfgs(
                         evaluate, state, self.max_iter, self.tol, _both(callback, checkpoints)
                     )

@@ -33,7 +33,7 @@ from lrdask.dataset import first_line
 from lrdask.errors import ClusterError
 from lrdask.kernels import log_loss_sums
 from lrdask.loading import Block, BlockReport
-from lrdask.sums import LogLossSums, merge_all
+from lrdask.sums import merge_all
 
 log = logging.getLogger("lrdask")
 
@@ -90,11 +90,11 @@ class PersistedBlocks:
             wait(self.futures, timeout=self.timeout)
             return self.client.gather(self.client.map(_report, self.futures, pure=False))
 
-    def partial_sums(self, w: np.ndarray, b: float) -> LogLossSums:
-        """One pass over all rows: Σ loss, Σ (a−y)·x, Σ (a−y), m."""
+    def partial_sums(self, w: np.ndarray, b: float, kernel: Callable = log_loss_sums):
+        """One pass over all rows: Σ loss, Σ (a−y)·x, Σ (a−y), m (or what ``kernel`` sums)."""
         groups = self._local_groups()
         if len(groups) <= DIRECT_MAX and all(addr for addr, _ in groups):
-            sums = self._fold_in_place(groups, w, b)
+            sums = self._fold_in_place(groups, w, b, kernel)
             if sums is not None:
                 return sums
             log.info(
@@ -102,23 +102,29 @@ class PersistedBlocks:
                 "runs as tasks, and the scheduler recomputes what is missing"
             )
             self._grouped_at = -np.inf  # something moved: ask the scheduler again next time
-        return self._fold_by_tasks(groups, w, b)
+        return self._fold_by_tasks(groups, w, b, kernel)
 
-    def _fold_in_place(self, groups, w, b) -> LogLossSums | None:
+    def _fold_in_place(self, groups, w, b, kernel):
         """The fast path; None if any worker is missing a block it was assigned."""
         assignment = {addr: [f.key for f in blocks] for addr, blocks in groups}
         try:
             results = self.client.run(
-                fold_assigned, assignment, w, b, workers=list(assignment), on_error="return"
+                fold_assigned,
+                assignment,
+                w,
+                b,
+                kernel,
+                workers=list(assignment),
+                on_error="return",
             )
         except (CommClosedError, OSError, TimeoutError):
             return None
         parts = [results.get(addr) for addr in sorted(assignment)]
-        if not all(isinstance(part, LogLossSums) for part in parts):
+        if not all(hasattr(part, "merge") for part in parts):
             return None
         return merge_all(parts)
 
-    def _fold_by_tasks(self, groups, w, b) -> LogLossSums:
+    def _fold_by_tasks(self, groups, w, b, kernel):
         """The robust path: tasks the scheduler can place, retry and recompute."""
         level = [
             self.client.submit(
@@ -126,6 +132,7 @@ class PersistedBlocks:
                 w,
                 b,
                 *blocks,
+                kernel=kernel,
                 workers=[addr] if addr else None,
                 allow_other_workers=True,
                 pure=False,
@@ -179,23 +186,23 @@ def cluster_errors(what: str, timeout: float | None) -> Iterator[None]:
         raise ClusterError(f"lost the Dask cluster during {what}: {reason}") from None
 
 
-async def fold_assigned(assignment: dict, w: np.ndarray, b: float, dask_worker=None):
+async def fold_assigned(assignment: dict, w: np.ndarray, b: float, kernel, dask_worker=None):
     """Runs on a worker (via Client.run): fold the blocks assigned to this worker, read
     from its Dask data store, in a thread so the worker's event loop stays responsive.
     Returns None if one of them is not there."""
     keys = assignment.get(dask_worker.address, [])
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(None, _fold_present, dask_worker.data, keys, w, b)
+    return await loop.run_in_executor(None, _fold_present, dask_worker.data, keys, w, b, kernel)
 
 
-def _fold_present(data, keys, w: np.ndarray, b: float) -> LogLossSums | None:
+def _fold_present(data, keys, w: np.ndarray, b: float, kernel):
     blocks = []
     for key in keys:
         try:
             blocks.append(data[key])
         except KeyError:
             return None
-    return fold_blocks(w, b, *blocks)
+    return fold_blocks(w, b, *blocks, kernel=kernel)
 
 
 class StreamedPieces:
@@ -228,15 +235,16 @@ class StreamedPieces:
             wait(futures, timeout=self.timeout)
             return self.client.gather(futures)
 
-    def partial_sums(self, w: np.ndarray, b: float) -> LogLossSums:
+    def partial_sums(self, w: np.ndarray, b: float, kernel: Callable = log_loss_sums):
         level = [
-            self.client.submit(_load_and_fold, self.load, arg, w, b, pure=False)
+            self.client.submit(_load_and_fold, self.load, arg, w, b, kernel, pure=False)
             for arg in self.args
         ]
+        fan_in = max(2, FAN_IN)
         while len(level) > 1:
             level = [
-                self.client.submit(merge_sums, *level[i : i + FAN_IN], pure=False)
-                for i in range(0, len(level), max(2, FAN_IN))
+                self.client.submit(merge_sums, *level[i : i + fan_in], pure=False)
+                for i in range(0, len(level), fan_in)
             ]
         with cluster_errors("a pass over the data", self.timeout):
             wait(level, timeout=self.timeout)
@@ -250,20 +258,17 @@ def _load_report(load: Callable[..., Block], *arg) -> BlockReport:
     return load(*arg).report
 
 
-def _load_and_fold(load: Callable[..., Block], arg: tuple, w: np.ndarray, b: float):
+def _load_and_fold(load: Callable[..., Block], arg: tuple, w: np.ndarray, b: float, kernel):
     block = load(*arg)
-    return log_loss_sums(block.X, block.y, w, b)
+    return kernel(block.X, block.y, w, b)
 
 
-def fold_blocks(w: np.ndarray, b: float, *blocks: Block) -> LogLossSums:
+def fold_blocks(w: np.ndarray, b: float, *blocks: Block, kernel: Callable = log_loss_sums):
     """The per-worker task: the kernel over each local block, merged in block order."""
-    total = LogLossSums.zeros(len(w))
-    for block in blocks:
-        total = total.merge(log_loss_sums(block.X, block.y, w, b))
-    return total
+    return merge_all(kernel(block.X, block.y, w, b) for block in blocks)
 
 
-def merge_sums(*parts: LogLossSums) -> LogLossSums:
+def merge_sums(*parts):
     return merge_all(parts)
 
 

@@ -43,7 +43,7 @@ class LogLossSums:
         return self.loss / m, self.grad_coef / m, self.grad_intercept / m
 
 
-def merge_all(parts: Iterable[LogLossSums]) -> LogLossSums:
+def merge_all(parts: Iterable):
     """Fold any number of partial sums, left to right (a fixed, reproducible order)."""
     parts = list(parts)
     if not parts:
@@ -52,3 +52,19 @@ def merge_all(parts: Iterable[LogLossSums]) -> LogLossSums:
     for part in parts[1:]:
         total = total.merge(part)
     return total
+
+
+@dataclass(frozen=True)
+class NewtonSums:
+    """LogLossSums plus Σ a(1−a)·[x; 1][x; 1]ᵀ, the (features+1)² Hessian sum for Newton."""
+
+    sums: LogLossSums
+    hessian: np.ndarray
+
+    def merge(self, other: NewtonSums) -> NewtonSums:
+        return NewtonSums(self.sums.merge(other.sums), self.hessian + other.hessian)
+
+    def mean(self) -> tuple[float, np.ndarray, float, np.ndarray]:
+        """J, dw, db and the averaged Hessian (intercept last)."""
+        cost, dw, db = self.sums.mean()
+        return cost, dw, db, self.hessian / self.sums.count
