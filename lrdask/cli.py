@@ -410,6 +410,39 @@ def make_data(out_dir, rows, features, partitions, seed, dtype, overwrite) -> No
 
 @cli.command()
 @click.argument("model_dir")
+@click.argument("data")
+@click.option(
+    "--out",
+    "out",
+    default=None,
+    metavar="JSON",
+    help="Also write the metrics to this file (or URL), atomically.",
+)
+@storage_option
+@log_format_option
+@cluster_options
+def evaluate(
+    model_dir, data, out, storage_pairs, log_format, scheduler, workers, connect_timeout
+) -> None:
+    """Score DATA (with its label column) and print log loss, accuracy, precision, recall,
+    F1, ROC AUC and PR AUC as JSON, computed on the cluster partition by partition."""
+    from lrdask import storage
+    from lrdask.evaluation import evaluate_dataset
+
+    setup_logging(log_format)
+    options = _typed(parse_pairs(storage_pairs, "--storage-option"))
+    model = LogisticRegression.load(model_dir, options)
+    with connect(scheduler, workers, connect_timeout) as client:
+        log_cluster(client, scheduler)
+        result = evaluate_dataset(client, model, data, options)
+    text = json.dumps(result, indent=2)
+    if out:
+        storage.write_bytes_atomic(out, text.encode(), options)
+    click.echo(text)
+
+
+@cli.command()
+@click.argument("model_dir")
 @click.option(
     "--out",
     "out",
