@@ -377,10 +377,10 @@ def _install_fold_timer() -> bool:
     original = getattr(scheduling, "_bench_untimed_fold", scheduling.fold_blocks)
     record: list[tuple[float, float]] = []
 
-    def timed_fold(w, b, *blocks):
+    def timed_fold(w, b, *blocks, **kwargs):
         wall, start = time.time(), time.perf_counter()
         try:
-            return original(w, b, *blocks)
+            return original(w, b, *blocks, **kwargs)
         finally:
             record.append((wall, time.perf_counter() - start))
 
