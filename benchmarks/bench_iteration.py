@@ -326,7 +326,7 @@ def load_blocks(client: Client, plan: DatasetPlan) -> tuple[PersistedBlocks, flo
     """Load every piece into worker memory as fit does; returns the blocks and seconds."""
     args = [(piece, plan.fs, plan.features, plan.label, "float64") for piece in plan.pieces]
     start = time.perf_counter()
-    blocks = PersistedBlocks.from_loaders(client, load_piece, args, len(plan.features))
+    blocks = PersistedBlocks.from_loaders(client, load_piece, args)
     reports = blocks.reports()
     seconds = time.perf_counter() - start
     check_reports(reports, plan.label)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
@@ -272,7 +273,7 @@ def train(ctx, config_file, params, storage_pairs, **options) -> None:
         options = _merge_config(ctx, options, from_file)
     storage_options = {
         **(options.pop("storage_options", None) or {}),
-        **_typed(parse_pairs(storage_pairs, "--storage-option")),
+        **_storage_options(storage_pairs),
     }
     for name, flag in (("data", "DATA"), ("label", "--label"), ("out", "--out")):
         if not options.get(name):
@@ -357,11 +358,12 @@ def predict(
     """
     from lrdask.predict import write_predictions
 
-    setup_logging(log_format)
-    options = _typed(parse_pairs(storage_pairs, "--storage-option"))
-    model = LogisticRegression.load(model_dir, options)
-    with connect(scheduler, workers, connect_timeout) as client:
-        log_cluster(client, scheduler)
+    cluster = (scheduler, workers, connect_timeout)
+    with _model_on_cluster(model_dir, storage_pairs, log_format, *cluster) as (
+        model,
+        client,
+        options,
+    ):
         rows = write_predictions(client, model, data, out, keep, options, overwrite)
     log.info("%d predictions written to %s", rows, out)
     click.echo(out)
@@ -429,11 +431,12 @@ def evaluate(
     from lrdask import storage
     from lrdask.evaluation import evaluate_dataset
 
-    setup_logging(log_format)
-    options = _typed(parse_pairs(storage_pairs, "--storage-option"))
-    model = LogisticRegression.load(model_dir, options)
-    with connect(scheduler, workers, connect_timeout) as client:
-        log_cluster(client, scheduler)
+    cluster = (scheduler, workers, connect_timeout)
+    with _model_on_cluster(model_dir, storage_pairs, log_format, *cluster) as (
+        model,
+        client,
+        options,
+    ):
         result = evaluate_dataset(client, model, data, options)
     text = json.dumps(result, indent=2)
     if out:
@@ -497,6 +500,23 @@ def info(model_dir, as_json) -> None:
     click.echo(f"\n{'feature':<{width}}  weight")
     for name, weight in rows:
         click.echo(f"{name:<{width}}  {weight:+.6g}")
+
+
+@contextlib.contextmanager
+def _model_on_cluster(model_dir, storage_pairs, log_format, scheduler, workers, timeout):
+    """The shared start of predict and evaluate: logging, the storage options, the model
+    and a connected client."""
+    setup_logging(log_format)
+    options = _storage_options(storage_pairs)
+    model = LogisticRegression.load(model_dir, options)
+    options = options
+    with connect(scheduler, workers, timeout) as client:
+        log_cluster(client, scheduler)
+        yield model, client, options
+
+
+def _storage_options(pairs: tuple[str, ...]) -> dict:
+    return _typed(parse_pairs(pairs, "--storage-option"))
 
 
 def main() -> None:

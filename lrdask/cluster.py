@@ -18,8 +18,6 @@ from distributed.comm import parse_address
 
 from lrdask.errors import ClusterError, ConfigError
 
-log = logging.getLogger("lrdask")
-
 
 @contextlib.contextmanager
 def connect(

@@ -16,7 +16,7 @@ from lrdask.checkpoint import Checkpoints, run_identity
 from lrdask.cluster import connect
 from lrdask.dataset import DatasetPlan, plan_dataset
 from lrdask.errors import ConfigError, DataError
-from lrdask.kernels import newton_sums
+from lrdask.kernels import log_loss_sums, newton_sums
 from lrdask.loading import block_from_columns, check_reports, load_piece
 from lrdask.scheduling import PersistedBlocks, StreamedPieces
 from lrdask.solvers import (
@@ -124,29 +124,11 @@ class LogisticRegression:
             try:
                 reports = blocks.reports()
                 check_reports(reports, label)
-                evaluate = with_l2(lambda w, b: blocks.partial_sums(w, b).mean(), self.l2)
-                if self.solver == "newton":
-                    state = newton(
-                        lambda w, b: blocks.partial_sums(w, b, kernel=newton_sums).mean(),
-                        state,
-                        self.max_iter,
-                        self.tol,
-                        self.l2,
-                        _both(callback, checkpoints),
-                    )
-                elif self.solver == "lbfgs":
-                    state = lbfgs(
-                        evaluate, state, self.max_iter, self.tol, _both(callback, checkpoints)
-                    )
-                else:
-                    state = gradient_descent(
-                        evaluate,
-                        state,
-                        self.alpha,
-                        self.max_iter,
-                        self.tol,
-                        _both(callback, checkpoints),
-                    )
+                kernel = newton_sums if self.solver == "newton" else log_loss_sums
+                evaluate = with_l2(
+                    lambda w, b: blocks.partial_sums(w, b, kernel=kernel).mean(), self.l2
+                )
+                state = self._solve(evaluate, state, _both(callback, checkpoints))
             finally:
                 blocks.release()
         self._set_fitted(state, source.features, label)
@@ -155,6 +137,13 @@ class LogisticRegression:
         self.data_source_ = source.description
         self.fit_seconds_ = time.time() - started
         return self
+
+    def _solve(self, evaluate, state: SolverState, callback) -> SolverState:
+        if self.solver == "newton":
+            return newton(evaluate, state, self.max_iter, self.tol, callback)
+        if self.solver == "lbfgs":
+            return lbfgs(evaluate, state, self.max_iter, self.tol, callback)
+        return gradient_descent(evaluate, state, self.alpha, self.max_iter, self.tol, callback)
 
     def run_options(self, label: str, features: list[str]) -> dict:
         """The options that decide the result: with the data, a run's identity."""
@@ -311,7 +300,7 @@ def _persist_plan(client: Client, plan: DatasetPlan, dtype: str, timeout, cache:
     args = [(piece, plan.fs, plan.features, plan.label, dtype) for piece in plan.pieces]
     if not cache:
         return StreamedPieces(client, load_piece, args, timeout)
-    return PersistedBlocks.from_loaders(client, load_piece, args, len(plan.features), timeout)
+    return PersistedBlocks.from_loaders(client, load_piece, args, timeout)
 
 
 def _persist_frame(client, frame, label, features, dtype, timeout) -> PersistedBlocks:
@@ -322,7 +311,7 @@ def _persist_frame(client, frame, label, features, dtype, timeout) -> PersistedB
         dask.delayed(_frame_block)(part, features, label, f"partition {i}", dtype)
         for i, part in enumerate(parts)
     ]
-    return PersistedBlocks(client, client.compute(tasks), len(features), timeout)
+    return PersistedBlocks(client, client.compute(tasks), timeout)
 
 
 def _frame_block(part, features, label, source, dtype):

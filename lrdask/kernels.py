@@ -43,6 +43,27 @@ def log_loss_sums(
     SIMD width) and everything else, and every sum across blocks, is float64: results
     agree with float64 storage to about 1e-6.
     """
+    return _fold_rows(X, y, w, b, block_rows)
+
+
+def newton_sums(
+    X: np.ndarray, y: np.ndarray, w: np.ndarray, b: float, block_rows: int = BLOCK_ROWS
+) -> NewtonSums:
+    """The partial sums of ``log_loss_sums`` plus the Hessian sum Σ a(1−a)·[x; 1][x; 1]ᵀ,
+    in the same pass over X.
+
+    Costs O(rows × features²) per pass, which is why Newton is for up to a few thousand
+    features. Accumulated in float64 block by block, like the gradient.
+    """
+    f = X.shape[1]
+    hessian = np.zeros((f + 1, f + 1))
+    sums = _fold_rows(X, y, w, b, block_rows, hessian)
+    hessian[f, :f] = hessian[:f, f]
+    return NewtonSums(sums, hessian)
+
+
+def _fold_rows(X, y, w, b, block_rows: int, hessian: np.ndarray | None = None) -> LogLossSums:
+    """The block loop shared by both kernels; adds to ``hessian`` (upper part) if given."""
     n, f = X.shape
     w = np.asarray(w, dtype=np.float64)
     w_x = w.astype(X.dtype, copy=False)
@@ -61,32 +82,20 @@ def log_loss_sums(
         _block_residual(z, yb, e[:k], r[:k])
         grad += r[:k].astype(X.dtype, copy=False) @ Xb
         grad_b += float(r[:k].sum())
+        if hessian is not None:
+            _add_block_hessian(Xb, e[:k], hessian)
     return LogLossSums(float(n), loss, grad, grad_b)
 
 
-def newton_sums(
-    X: np.ndarray, y: np.ndarray, w: np.ndarray, b: float, block_rows: int = BLOCK_ROWS
-) -> NewtonSums:
-    """The partial sums of ``log_loss_sums`` plus the Hessian sum Σ a(1−a)·[x; 1][x; 1]ᵀ.
-
-    Costs O(rows × features²) per pass, which is why Newton is for up to a few thousand
-    features. Accumulated in float64 block by block, like the gradient.
-    """
-    n, f = X.shape
-    sums = log_loss_sums(X, y, w, b, block_rows)
-    hessian = np.zeros((f + 1, f + 1))
-    w = np.asarray(w, dtype=np.float64)
-    for start in range(0, n, block_rows):
-        Xb = np.asarray(X[start : start + block_rows], dtype=np.float64)
-        z = Xb @ w + b
-        e = np.exp(-np.abs(z))
-        weight = e / (1.0 + e) ** 2  # a(1 − a), the same for z and −z
-        weighted = Xb * weight[:, None]
-        hessian[:f, :f] += Xb.T @ weighted
-        hessian[:f, f] += weighted.sum(axis=0)
-        hessian[f, f] += weight.sum()
-    hessian[f, :f] = hessian[:f, f]
-    return NewtonSums(sums, hessian)
+def _add_block_hessian(Xb: np.ndarray, q: np.ndarray, hessian: np.ndarray) -> None:
+    """Add Σ a(1−a)·[x; 1][x; 1]ᵀ (upper part) for one block, from q = min(a, 1 − a)."""
+    f = Xb.shape[1]
+    Xb = np.asarray(Xb, dtype=np.float64)
+    weight = q * (1.0 - q)  # a(1 − a), without the cancellation of 1 − a near a = 1
+    weighted = Xb * weight[:, None]
+    hessian[:f, :f] += Xb.T @ weighted
+    hessian[:f, f] += weighted.sum(axis=0)
+    hessian[f, f] += weight.sum()
 
 
 def _block_loss(z: np.ndarray, y: np.ndarray, e: np.ndarray, t: np.ndarray) -> float:
@@ -102,7 +111,9 @@ def _block_loss(z: np.ndarray, y: np.ndarray, e: np.ndarray, t: np.ndarray) -> f
 
 
 def _block_residual(z: np.ndarray, y: np.ndarray, e: np.ndarray, r: np.ndarray) -> None:
-    """r = σ(z) − y, from e = exp(−|z|): 1/(1+e) where z ≥ 0, e/(1+e) where z < 0."""
+    """r = σ(z) − y, from e = exp(−|z|): 1/(1+e) where z ≥ 0, e/(1+e) where z < 0.
+
+    Leaves e/(1+e) = min(σ(z), 1 − σ(z)) in ``e`` (Newton's weights use it)."""
     np.add(e, 1.0, out=r)
     np.divide(1.0, r, out=r)
     np.multiply(e, r, out=e)

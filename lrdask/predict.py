@@ -22,9 +22,8 @@ from lrdask import kernels, storage
 from lrdask.dataset import Piece, plan_dataset
 from lrdask.errors import DataError, OutputExistsError
 from lrdask.loading import BlockReport, check_reports, load_piece
+from lrdask.outputs import SUCCESS_FILE
 from lrdask.scheduling import cluster_errors
-
-SUCCESS_FILE = "_SUCCESS"
 
 
 def write_predictions(

@@ -50,14 +50,13 @@ class PersistedBlocks:
         self,
         client: Client,
         futures: Sequence[Future],
-        n_features: int,
         timeout: float | None = None,
     ):
         self.client = client
         self.timeout = timeout
         self.futures = list(futures)
-        self.n_features = n_features
         self._groups: list[tuple[str, list[Future]]] = []
+        self._assignment: dict[str, list[str]] = {}  # worker -> block keys, for Client.run
         self._grouped_at = -np.inf
 
     @classmethod
@@ -66,7 +65,6 @@ class PersistedBlocks:
         client: Client,
         load: Callable[..., Block],
         args: Sequence[tuple],
-        n_features: int,
         timeout: float | None = None,
     ) -> PersistedBlocks:
         """Start one load task per partition, spread evenly over the workers."""
@@ -82,7 +80,7 @@ class PersistedBlocks:
             )
             for i, arg in enumerate(args)
         ]
-        return cls(client, futures, n_features, timeout)
+        return cls(client, futures, timeout)
 
     def reports(self) -> list[BlockReport]:
         """Wait for every block to load and collect the load reports (raises load errors)."""
@@ -94,7 +92,7 @@ class PersistedBlocks:
         """One pass over all rows: Σ loss, Σ (a−y)·x, Σ (a−y), m (or what ``kernel`` sums)."""
         groups = self._local_groups()
         if len(groups) <= DIRECT_MAX and all(addr for addr, _ in groups):
-            sums = self._fold_in_place(groups, w, b, kernel)
+            sums = self._fold_in_place(w, b, kernel)
             if sums is not None:
                 return sums
             log.info(
@@ -104,9 +102,9 @@ class PersistedBlocks:
             self._grouped_at = -np.inf  # something moved: ask the scheduler again next time
         return self._fold_by_tasks(groups, w, b, kernel)
 
-    def _fold_in_place(self, groups, w, b, kernel):
+    def _fold_in_place(self, w, b, kernel):
         """The fast path; None if any worker is missing a block it was assigned."""
-        assignment = {addr: [f.key for f in blocks] for addr, blocks in groups}
+        assignment = self._assignment
         try:
             results = self.client.run(
                 fold_assigned,
@@ -119,7 +117,7 @@ class PersistedBlocks:
             )
         except (CommClosedError, OSError, TimeoutError):
             return None
-        parts = [results.get(addr) for addr in sorted(assignment)]
+        parts = [results.get(addr) for addr in assignment]  # sorted by address
         if not all(hasattr(part, "merge") for part in parts):
             return None
         return merge_all(parts)
@@ -139,14 +137,7 @@ class PersistedBlocks:
             )
             for addr, blocks in groups
         ]
-        while len(level) > max(2, FAN_IN):
-            level = [
-                self.client.submit(merge_sums, *level[i : i + FAN_IN], pure=False)
-                for i in range(0, len(level), FAN_IN)
-            ]
-        with cluster_errors("a pass over the data", self.timeout):
-            wait(level, timeout=self.timeout)
-            return merge_all(self.client.gather(level))
+        return merge_tree(self.client, level, self.timeout)
 
     def release(self) -> None:
         for future in self.futures:
@@ -167,8 +158,23 @@ class PersistedBlocks:
                 holders = sorted(who_has.get(future.key, ())) or [""]
                 groups.setdefault(holders[0], []).append(future)
             self._groups = sorted(groups.items())
+            self._assignment = {addr: [f.key for f in blocks] for addr, blocks in self._groups}
             self._grouped_at = now
         return self._groups
+
+
+def merge_tree(client: Client, level: list[Future], timeout: float | None):
+    """Merge partial-sum futures in a tree of fan-in ``FAN_IN`` on the cluster; the driver
+    gathers and adds the last ≤ ``FAN_IN`` (Spark's ``treeAggregate`` shape)."""
+    fan_in = max(2, FAN_IN)
+    while len(level) > fan_in:
+        level = [
+            client.submit(merge_sums, *level[i : i + fan_in], pure=False)
+            for i in range(0, len(level), fan_in)
+        ]
+    with cluster_errors("a pass over the data", timeout):
+        wait(level, timeout=timeout)
+        return merge_all(client.gather(level))
 
 
 @contextlib.contextmanager
@@ -240,15 +246,7 @@ class StreamedPieces:
             self.client.submit(_load_and_fold, self.load, arg, w, b, kernel, pure=False)
             for arg in self.args
         ]
-        fan_in = max(2, FAN_IN)
-        while len(level) > 1:
-            level = [
-                self.client.submit(merge_sums, *level[i : i + fan_in], pure=False)
-                for i in range(0, len(level), fan_in)
-            ]
-        with cluster_errors("a pass over the data", self.timeout):
-            wait(level, timeout=self.timeout)
-            return self.client.gather(level[0])
+        return merge_tree(self.client, level, self.timeout)
 
     def release(self) -> None:
         """Nothing is held between passes."""

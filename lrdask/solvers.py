@@ -92,14 +92,20 @@ def with_l2(evaluate: Evaluate, l2: float) -> Evaluate:
     """The objective J + (λ/2)·‖w‖² and its gradient; the intercept is never penalized.
 
     Added on the driver after the distributed pass, as Spark MLlib does. scikit-learn's
-    C maps to λ = 1 / (C·m).
+    C maps to λ = 1 / (C·m). Works for every solver: when ``evaluate`` also returns a
+    Hessian (Newton), λ is added to its feature diagonal.
     """
     if l2 == 0:
         return evaluate
 
     def penalized(w: np.ndarray, b: float):
-        cost, dw, db = evaluate(w, b)
-        return cost + 0.5 * l2 * float(w @ w), dw + l2 * w, db
+        cost, dw, db, *hessian = evaluate(w, b)
+        result = (cost + 0.5 * l2 * float(w @ w), dw + l2 * w, db)
+        if not hessian:
+            return result
+        ridged = hessian[0].copy()
+        ridged[np.arange(len(w)), np.arange(len(w))] += l2
+        return (*result, ridged)
 
     return penalized
 
@@ -173,7 +179,6 @@ def newton(
     state: SolverState,
     max_iter: int,
     tol: float,
-    l2: float = 0.0,
     callback: Callable[[IterationInfo], None] | None = None,
 ) -> SolverState:
     """Newton's method (IRLS): each pass also sums Xᵀ·diag(a(1−a))·X, the driver solves
@@ -183,19 +188,17 @@ def newton(
     ten or so passes. ``loss_history`` holds the cost at every accepted point.
     """
     n = len(state.coef)
-    ridge = np.diag(np.append(np.full(n, l2), 0.0))
     x = np.append(state.coef, state.intercept)
-    step, previous = None, None
+    previous, step = None, None  # (cost, point) before the last step, and that step
     while True:
         cost, dw, db, hessian = evaluate(x[:n], float(x[n]))
-        cost += 0.5 * l2 * float(x[:n] @ x[:n])
-        if previous is not None and cost > previous[0] and step is not None:
+        if previous is not None and cost > previous[0]:
             if np.max(np.abs(step)) < 1e-300:
-                break
+                return state
             step = step / 2  # back off along the same direction: the cost rose
             x = previous[1] - step
             continue
-        gradient = np.append(dw + l2 * x[:n], db)
+        gradient = np.append(dw, db)
         state.coef, state.intercept = x[:n].copy(), float(x[n])
         state.loss_history.append(cost)
         state.grad_norm = float(np.linalg.norm(gradient))
@@ -204,8 +207,7 @@ def newton(
             callback(IterationInfo(state.n_iter, cost, state.grad_norm, state))
         if state.converged or state.n_iter >= max_iter:
             return state
-        step = np.linalg.solve(hessian + ridge, gradient)
+        step = np.linalg.solve(hessian, gradient)
         previous = (cost, x)
         x = x - step
         state.n_iter += 1
-    return state
