@@ -8,6 +8,7 @@ complete model or the new one.
 from __future__ import annotations
 
 import datetime as _dt
+import inspect
 import json
 
 import numpy as np
@@ -16,36 +17,38 @@ from lrdask import __version__, storage
 from lrdask.errors import ModelError
 
 FORMAT = "lrdask-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MODEL_FILE = "model.json"
 
 
 def to_dict(model) -> dict:
-    """The JSON document of a fitted estimator."""
+    """The JSON document of a fitted estimator: the model, its options and how it trained."""
+    coef = np.asarray(model.coef_)
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "lrdask_version": __version__,
-        "family": "binomial",
-        "solver": getattr(model, "solver", "gd"),
+        "family": model.family,
+        "solver": model.solver,
         "label": model.label_,
+        "classes": [int(c) for c in model.classes_],
         "features": list(model.feature_names_in_),
-        "coef": [float(c) for c in model.coef_],
-        "intercept": float(model.intercept_),
-        "options": {
-            "alpha": float(model.alpha),
-            "max_iter": int(model.max_iter),
-            "tol": float(model.tol),
-            "dtype": model.dtype,
-            "l2": float(getattr(model, "l2", 0.0)),
-        },
+        "coef": coef.tolist(),
+        "intercept": np.asarray(model.intercept_).tolist(),
+        "options": _jsonable(model.get_params()),
         "training": {
             "n_iter": int(model.n_iter_),
+            "n_passes": int(getattr(model, "n_passes_", len(model.loss_history_))),
             "converged": bool(model.converged_),
             "stop_reason": stop_reason(model),
             "final_cost": float(model.loss_history_[-1]),
             "grad_norm": float(model.grad_norm_),
             "loss_history": [float(v) for v in model.loss_history_],
+            "validation_history": getattr(model, "validation_history_", []),
+            "metrics": getattr(model, "training_metrics_", {}),
+            "class_counts": list(getattr(model, "class_counts_", [])),
+            "class_weights": _jsonable(getattr(model, "class_weights_", None)),
+            "standardization": _scaling_doc(getattr(model, "scaling_", None)),
             "n_rows": int(getattr(model, "n_rows_", 0)),
             "n_partitions": int(getattr(model, "n_partitions_", 0)),
             "data": getattr(model, "data_source_", None),
@@ -57,7 +60,20 @@ def to_dict(model) -> dict:
     }
 
 
+def _scaling_doc(scaling) -> dict | None:
+    if scaling is None:
+        return None
+    return {"mean": scaling.mean.tolist(), "scale": scaling.scale.tolist()}
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value, default=lambda v: np.asarray(v).tolist()))
+
+
 def stop_reason(model) -> str:
+    reason = getattr(model, "stop_reason_", None)
+    if reason:
+        return reason
     if model.converged_:
         return f"converged: cost improved by at most tol={model.tol:g}"
     return f"max_iter={model.max_iter} reached"
@@ -91,27 +107,31 @@ def from_dict(cls, doc: dict):
     if doc.get("format") != FORMAT:
         raise ValueError(f"format is {doc.get('format')!r}, expected {FORMAT!r}")
     options, training = doc["options"], doc["training"]
-    model = cls(
-        solver=doc.get("solver", "gd"),
-        l2=options.get("l2", 0.0),
-        alpha=options["alpha"],
-        max_iter=options["max_iter"],
-        tol=options["tol"],
-        dtype=options.get("dtype", "float64"),
-    )
+    known = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    model = cls(**{k: v for k, v in options.items() if k in known})
+    model.solver = doc.get("solver", model.solver)
+    model.family = doc.get("family", "binomial")
     features = [str(f) for f in doc["features"]]
     coef = np.asarray(doc["coef"], dtype=np.float64)
-    if coef.shape != (len(features),) or not np.all(np.isfinite(coef)):
-        raise ValueError(f"coef must be {len(features)} finite numbers, one per feature")
+    classes = doc.get("classes", [0, 1])
+    shape = (len(features),) if model.family == "binomial" else (len(classes), len(features))
+    if coef.shape != shape or not np.all(np.isfinite(coef)):
+        raise ValueError(f"coef must be finite numbers of shape {shape}")
     model.coef_ = coef
-    model.intercept_ = float(doc["intercept"])
+    intercept = np.asarray(doc["intercept"], dtype=np.float64)
+    model.intercept_ = float(intercept) if intercept.ndim == 0 else intercept
     model.feature_names_in_ = features
     model.n_features_in_ = len(features)
     model.label_ = doc["label"]
-    model.classes_ = np.array([0, 1])
+    model.classes_ = np.asarray(classes)
     model.n_iter_ = int(training["n_iter"])
+    model.n_passes_ = int(training.get("n_passes", len(training["loss_history"])))
     model.converged_ = bool(training["converged"])
+    model.stop_reason_ = training.get("stop_reason", "")
     model.loss_history_ = [float(v) for v in training["loss_history"]]
+    model.validation_history_ = training.get("validation_history", [])
+    model.training_metrics_ = training.get("metrics", {})
+    model.validation_metrics_ = model.training_metrics_.get("validation")
     model.grad_norm_ = float(training["grad_norm"])
     model.n_rows_ = int(training.get("n_rows", 0))
     model.n_partitions_ = int(training.get("n_partitions", 0))
@@ -119,4 +139,5 @@ def from_dict(cls, doc: dict):
     model.fit_seconds_ = float(training.get("seconds", 0.0))
     model.cost_increased_at_ = training.get("cost_increased_at")
     model.fingerprint_ = training.get("fingerprint")
+    model.class_counts_ = training.get("class_counts", [])
     return model

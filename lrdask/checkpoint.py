@@ -62,13 +62,18 @@ class Checkpoints:
                 self.location,
             )
             return None
-        state = SolverState(
-            coef=np.asarray(doc["coef"], dtype=np.float64),
-            intercept=float(doc["intercept"]),
-            n_iter=int(doc["n_iter"]),
-            loss_history=[float(v) for v in doc["loss_history"]],
-            cost_increased_at=doc.get("cost_increased_at"),
-        )
+        try:
+            state = SolverState(
+                params=np.asarray(doc["params"], dtype=np.float64),
+                n_iter=int(doc["n_iter"]),
+                loss_history=[float(v) for v in doc["loss_history"]],
+                cost_increased_at=doc.get("cost_increased_at"),
+                step=doc.get("step"),
+                validation_history=doc.get("validation_history", []),
+            )
+        except (KeyError, TypeError, ValueError):
+            log.warning("ignoring checkpoint %s in an older format", self.location)
+            return None
         log.info("resuming from checkpoint %s at iteration %d", self.location, state.n_iter)
         return state
 
@@ -81,10 +86,11 @@ class Checkpoints:
         doc = {
             "identity": self.identity,
             "n_iter": state.n_iter,
-            "coef": [float(c) for c in state.coef],
-            "intercept": float(state.intercept),
+            "params": [float(c) for c in state.params],
             "loss_history": [float(v) for v in state.loss_history[:-1]],
             "cost_increased_at": state.cost_increased_at,
+            "step": state.step,
+            "validation_history": state.validation_history,
         }
         storage.write_bytes_atomic(self.location, json.dumps(doc).encode(), self.storage_options)
 

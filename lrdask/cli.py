@@ -161,7 +161,7 @@ def cluster_options(func):
     type=int,
     default=1000,
     show_default=True,
-    help="Most gradient-descent updates to apply.",
+    help="Most iterations (updates) to apply, for every solver.",
 )
 @click.option(
     "--tol",
@@ -180,12 +180,19 @@ def cluster_options(func):
 )
 @click.option(
     "--solver",
-    type=click.Choice(["gd", "lbfgs", "newton"]),
+    type=click.Choice(["gd", "agd", "lbfgs", "newton"]),
     default="gd",
     show_default=True,
-    help="gd: the fixed-step update w := w − α·dw; lbfgs: L-BFGS on the driver, one pass "
-    "per function evaluation; newton: IRLS, passes also sum the Hessian (≤ 2000 "
-    "features). Only gd uses --alpha.",
+    help="gd: the fixed-step update w := w − α·dw; agd: Nesterov-accelerated gd (FISTA, "
+    "with restart); lbfgs: L-BFGS on the driver, one pass per function evaluation; newton: "
+    "IRLS, passes also sum the Hessian (≤ 2000 features, binomial, no --l1). --alpha is "
+    "the step of gd and agd only.",
+)
+@click.option(
+    "--line-search",
+    is_flag=True,
+    help="gd/agd: choose each step by backtracking (J must fall enough) instead of a "
+    "fixed --alpha, which becomes the first step tried. Costs an extra pass per rejected step.",
 )
 @click.option(
     "--l2",
@@ -194,6 +201,71 @@ def cluster_options(func):
     show_default=True,
     help="L2 penalty λ: minimize J + (λ/2)·‖w‖², intercept not penalized "
     "(scikit-learn's C = 1/(λ·m)).",
+)
+@click.option(
+    "--l1",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="L1 penalty λ₁: minimize J + λ₁·‖w‖₁ (sparse weights; intercept not penalized). "
+    "gd/agd take a proximal step, lbfgs solves the bound-constrained split w = u − v; "
+    "newton refuses it.",
+)
+@click.option(
+    "--weight-col",
+    metavar="COLUMN",
+    default=None,
+    help="Column of non-negative row weights; m becomes the sum of the weights "
+    "(the column is never a feature).",
+)
+@click.option(
+    "--class-weight",
+    type=click.Choice(["none", "balanced"]),
+    default="none",
+    show_default=True,
+    help="balanced: weigh class k by m / (K·m_k), as scikit-learn does, for rare classes.",
+)
+@click.option(
+    "--standardize",
+    is_flag=True,
+    help="Train on standardized features (x − mean)/std, from one extra pass; the model "
+    "keeps coefficients on the original scale. Off by default: gd is then the lecture's "
+    "update on the raw data. Constant columns get weight 0.",
+)
+@click.option(
+    "--init",
+    metavar="MODEL_DIR",
+    default=None,
+    help="Warm start from an earlier model (same family and feature columns) instead of 0.",
+)
+@click.option(
+    "--family",
+    type=click.Choice(["binomial", "multinomial"]),
+    default="binomial",
+    show_default=True,
+    help="binomial: labels 0/1; multinomial: labels 0, 1, …, K−1, softmax over K classes.",
+)
+@click.option(
+    "--validation",
+    metavar="DATA2",
+    default=None,
+    help="Held-out Parquet data (same columns): its cost is logged and kept in the model "
+    "every --validation-every iterations, and its metrics are in model.json at the end.",
+)
+@click.option(
+    "--validation-every",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Iterations between two validation passes.",
+)
+@click.option(
+    "--early-stopping",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="With --validation: stop when the held-out cost has not improved for N checks in "
+    "a row (0: never).",
 )
 @click.option(
     "--cache/--no-cache",
@@ -262,9 +334,11 @@ def cluster_options(func):
 def train(ctx, config_file, params, storage_pairs, **options) -> None:
     """Train on the Parquet data set DATA and write the model to MODEL_DIR.
 
-    Starts from w = 0, b = 0 and applies w := w − α·dw, b := b − α·db until the cost
-    improves by at most --tol or --max-iter updates have been applied. Rerunning a
-    finished job with the same data and options does nothing and succeeds.
+    By default starts from w = 0, b = 0 and applies w := w − α·dw, b := b − α·db until
+    the cost improves by at most --tol or --max-iter updates have been applied. --tol
+    means the same for every --solver: stop when the objective (cost plus penalties)
+    improved by at most --tol from one iterate to the next. Rerunning a finished job with
+    the same data and options does nothing and succeeds.
     """
     params = parse_pairs(params, "--param")
     if config_file:
@@ -280,6 +354,8 @@ def train(ctx, config_file, params, storage_pairs, **options) -> None:
             raise ConfigError(f"missing {flag}: give it on the command line or in --config")
     options["features"] = _as_list(options["features"])
     options["exclude"] = _as_list(options["exclude"])
+    if options["class_weight"] == "none":
+        options["class_weight"] = None
     setup_logging(options.pop("log_format"))
     cfg = TrainConfig(
         **options,

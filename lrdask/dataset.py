@@ -60,6 +60,7 @@ class DatasetPlan:
     label: str | None
     pieces: list[Piece]
     files: list[FileInfo] = field(repr=False)
+    weight: str | None = None
 
     @property
     def num_rows(self) -> int:
@@ -78,18 +79,29 @@ def plan_dataset(
     exclude: list[str] | None = None,
     storage_options: dict | None = None,
     target_piece_values: int | None = None,
+    weight: str | None = None,
 ) -> DatasetPlan:
     """Find the Parquet files under ``url``, check their schemas and cut them into pieces.
 
-    With ``features=None`` every column except the label and ``exclude`` is a feature, and
-    all of them must be numeric: a column whose type changed upstream is an error, never
-    silently dropped.
+    With ``features=None`` every column except the label, the ``weight`` column and
+    ``exclude`` is a feature, and all of them must be numeric: a column whose type changed
+    upstream is an error, never silently dropped.
     """
     fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
     files = _read_footers(fs, _list_parquet_files(fs, root, url))
     reference = files[0]
-    chosen = _choose_features(reference.schema, reference.path, label, features, exclude or [])
-    needed = chosen + ([label] if label else [])
+    if weight is not None:
+        _require_column(reference.schema.names, weight, "weight", reference.path)
+        if not _is_numeric(reference.schema.field(weight).type):
+            raise DataError(
+                f"{reference.path}: weight column '{weight}' has type "
+                f"{reference.schema.field(weight).type}; sample weights must be numbers ≥ 0"
+            )
+        if features is not None and weight in features:
+            raise DataError(f"the weight column '{weight}' is also listed as a feature")
+    dropped = [*(exclude or []), *([weight] if weight else [])]
+    chosen = _choose_features(reference.schema, reference.path, label, features, dropped)
+    needed = chosen + ([label] if label else []) + ([weight] if weight else [])
     for info in files:
         _check_columns(info, needed, reference)
     target = target_piece_values or TARGET_PIECE_VALUES
@@ -100,7 +112,7 @@ def plan_dataset(
             f"{url}: the data set has zero rows in {len(files)} file(s); "
             "point DATA at a non-empty data set"
         )
-    return DatasetPlan(url, fs, chosen, label, pieces, files)
+    return DatasetPlan(url, fs, chosen, label, pieces, files, weight)
 
 
 def _list_parquet_files(fs: fsspec.AbstractFileSystem, root: str, url: str) -> list[str]:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
+import hashlib
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -11,31 +15,45 @@ from numbers import Integral, Real
 import numpy as np
 from distributed import Client, default_client
 
-from lrdask import artifact, kernels
+from lrdask import artifact
 from lrdask.checkpoint import Checkpoints, run_identity
 from lrdask.cluster import connect
 from lrdask.dataset import DatasetPlan, plan_dataset
 from lrdask.errors import ConfigError, DataError
-from lrdask.kernels import log_loss_sums, newton_sums
-from lrdask.loading import block_from_columns, check_reports, load_piece
-from lrdask.scheduling import PersistedBlocks, StreamedPieces
+from lrdask.kernels import log_loss_sums, moment_sums, newton_sums
+from lrdask.loading import block_from_columns, check_reports
+from lrdask.objective import Layout, Objective, Scaling
+from lrdask.predict import class_probabilities
+from lrdask.scheduling import PersistedBlocks, StreamedPieces, persist_plan
 from lrdask.solvers import (
     NEWTON_MAX_FEATURES,
     IterationInfo,
+    L1Penalty,
     SolverState,
+    StopTraining,
     gradient_descent,
     lbfgs,
     newton,
-    with_l2,
 )
+from lrdask.validation import ValidationMonitor
 
+SOLVERS = ("gd", "agd", "lbfgs", "newton")
 _PARAMETER_CONSTRAINTS: dict[str, tuple[Callable[[object], bool], str]] = {
     "alpha": (lambda v: _is_real(v) and v > 0 and np.isfinite(v), "a float > 0"),
     "max_iter": (lambda v: isinstance(v, Integral) and v >= 1, "an int >= 1"),
     "tol": (lambda v: _is_real(v) and v >= 0, "a float >= 0"),
     "dtype": (lambda v: v in ("float64", "float32"), "'float64' or 'float32'"),
-    "solver": (lambda v: v in ("gd", "lbfgs", "newton"), "'gd', 'lbfgs' or 'newton'"),
+    "solver": (lambda v: v in SOLVERS, "one of " + ", ".join(repr(s) for s in SOLVERS)),
     "l2": (lambda v: _is_real(v) and v >= 0 and np.isfinite(v), "a float >= 0"),
+    "l1": (lambda v: _is_real(v) and v >= 0 and np.isfinite(v), "a float >= 0"),
+    "line_search": (lambda v: isinstance(v, bool), "True or False"),
+    "weight_col": (lambda v: v is None or (isinstance(v, str) and v), "a column name or None"),
+    "class_weight": (lambda v: v in (None, "balanced"), "None or 'balanced'"),
+    "standardize": (lambda v: isinstance(v, bool), "True or False"),
+    "init": (lambda v: v is None or isinstance(v, (str, LogisticRegression)), "a model dir"),
+    "family": (lambda v: v in ("binomial", "multinomial"), "'binomial' or 'multinomial'"),
+    "validation_every": (lambda v: isinstance(v, Integral) and v >= 1, "an int >= 1"),
+    "early_stopping": (lambda v: isinstance(v, Integral) and v >= 0, "an int >= 0"),
 }
 
 
@@ -44,20 +62,32 @@ def _is_real(value: object) -> bool:
 
 
 class LogisticRegression:
-    """Binary logistic regression trained by batch gradient descent on a Dask cluster.
+    """Logistic regression trained on a Dask cluster by batch gradient descent (the
+    default) or a faster solver over the same distributed passes.
 
-    Parameters
+    Parameters (the CLI flag of each is the same name with dashes)
     ----------
-    alpha : learning rate α of the update w := w − α·dw, b := b − α·db.
-    max_iter : most updates to apply.
-    tol : stop when the cost improves by at most ``tol`` between two iterations.
-    dtype : storage type of the feature matrix on the workers ("float64" or "float32");
+    alpha : step α of gd/agd's update θ := θ − α·∇J (with line_search, the first step).
+    max_iter : most updates (iterations) to apply.
+    tol : stop when the objective improves by at most ``tol`` from one iterate to the next.
+    dtype : storage type of the features on the workers ("float64" or "float32");
         sums are always accumulated in float64.
-    solver : "gd" (the lecture's fixed-step update, the default), "lbfgs" (L-BFGS on the
-        driver, each function evaluation one distributed pass) or "newton" (IRLS: passes
-        also sum the Hessian; up to 2000 features). alpha is used by "gd" only.
-    l2 : λ of the penalty (λ/2)·‖w‖² added to J (intercept not penalized); scikit-learn's
-        C is 1 / (λ·m).
+    solver : "gd" (the lecture's fixed-step update), "agd" (Nesterov/FISTA with restart),
+        "lbfgs" (L-BFGS on the driver) or "newton" (IRLS; passes also sum the Hessian;
+        up to 2000 features, binomial, no L1).
+    l2, l1 : penalties (λ₂/2)·‖w‖² and λ₁·‖w‖₁ added to the mean log loss; intercepts are
+        never penalized. scikit-learn's C is 1 / (λ₂·m).
+    line_search : gd/agd choose their step by backtracking instead of a fixed α.
+    weight_col : column of non-negative row weights; m becomes Σ weights.
+    class_weight : "balanced" weighs class k by m / (K·m_k), as scikit-learn does.
+    standardize : train on (x − μ)/σ (one extra pass for μ, σ); coefficients are reported
+        on the original scale. Off by default so that gd is the lecture's update on the
+        raw features, exactly.
+    init : model dir (or fitted model) to start from instead of θ = 0 (same features).
+    family : "binomial" (labels 0/1) or "multinomial" (labels 0..K−1, softmax).
+    validation_every, early_stopping : with ``fit(validation=...)``, the held-out cost is
+        computed every ``validation_every`` iterations; ``early_stopping=N`` (> 0) stops
+        when it has not improved for N checks in a row.
     """
 
     def __init__(
@@ -68,6 +98,15 @@ class LogisticRegression:
         dtype: str = "float64",
         solver: str = "gd",
         l2: float = 0.0,
+        l1: float = 0.0,
+        line_search: bool = False,
+        weight_col: str | None = None,
+        class_weight: str | None = None,
+        standardize: bool = False,
+        init=None,
+        family: str = "binomial",
+        validation_every: int = 10,
+        early_stopping: int = 0,
     ):
         self.alpha = alpha
         self.max_iter = max_iter
@@ -75,6 +114,15 @@ class LogisticRegression:
         self.dtype = dtype
         self.solver = solver
         self.l2 = l2
+        self.l1 = l1
+        self.line_search = line_search
+        self.weight_col = weight_col
+        self.class_weight = class_weight
+        self.standardize = standardize
+        self.init = init
+        self.family = family
+        self.validation_every = validation_every
+        self.early_stopping = early_stopping
 
     # ---- training -------------------------------------------------------------------
     def fit(
@@ -84,6 +132,7 @@ class LogisticRegression:
         features: list[str] | None = None,
         client: Client | None = None,
         *,
+        validation=None,
         exclude: list[str] | None = None,
         storage_options: dict | None = None,
         callback: Callable[[IterationInfo], None] | None = None,
@@ -92,71 +141,204 @@ class LogisticRegression:
         pass_timeout: float | None = None,
         cache: bool = True,
     ) -> LogisticRegression:
-        """Train on a Parquet path/URL or a dask DataFrame; ``label`` names the 0/1 column.
+        """Train on a Parquet path/URL or a dask DataFrame; ``label`` names the label column.
 
         ``data`` may also be a ``DatasetPlan`` already made by ``plan_dataset`` (the CLI
-        plans before it starts a cluster, so bad data fails fast). With ``checkpoint_dir``
-        the state is saved every ``checkpoint_every`` iterations and a matching checkpoint
-        found there is resumed. ``pass_timeout`` bounds the wait for any one pass (seconds).
-        ``cache=False`` streams Parquet data from storage on every pass instead of keeping
-        it in worker memory (for data larger than the cluster's memory; slower per pass).
+        plans before it starts a cluster, so bad data fails fast). ``validation`` is a
+        held-out Parquet data set (path or plan) with the same columns. With
+        ``checkpoint_dir`` the state is saved every ``checkpoint_every`` iterations and a
+        matching checkpoint found there is resumed. ``pass_timeout`` bounds the wait for
+        any one pass (seconds). ``cache=False`` streams Parquet data from storage on every
+        pass instead of keeping it in worker memory (for data larger than the cluster's
+        memory; slower per pass).
         """
         self._validate_params()
         started = time.time()
-        source = _training_source(data, label, features, exclude, storage_options)
-        if self.solver == "newton" and len(source.features) > NEWTON_MAX_FEATURES:
-            raise ConfigError(
-                f"solver 'newton' sums a features × features Hessian on every pass; "
-                f"{len(source.features)} features is more than {NEWTON_MAX_FEATURES}: "
-                "use solver 'lbfgs'"
-            )
-        self.fingerprint_ = run_identity(
-            source.data_items, self.run_options(label, source.features)
+        self.validation_metrics_ = None
+        source = _training_source(data, label, features, exclude, storage_options, self.weight_col)
+        self._check_solver_fits(len(source.features))
+        init = self._initial_model(source.features, storage_options)
+        validation = self._validation_plan(validation, source, storage_options)
+        self.fingerprint_ = self._identity(
+            source.data_items, label, source.features, init, validation
         )
         checkpoints = None
         if checkpoint_dir:
             checkpoints = Checkpoints(
                 checkpoint_dir, checkpoint_every, self.fingerprint_, storage_options
             )
-        state = (checkpoints and checkpoints.resume()) or SolverState.initial(len(source.features))
         with _client_or_local(client) as client:
-            blocks = source.persist(client, self.dtype, pass_timeout, cache)
+            blocks = source.persist(client, self.dtype, pass_timeout, cache, self.family)
+            held = [blocks]
             try:
                 reports = blocks.reports()
-                check_reports(reports, label)
-                kernel = newton_sums if self.solver == "newton" else log_loss_sums
-                evaluate = with_l2(
-                    lambda w, b: blocks.partial_sums(w, b, kernel=kernel).mean(), self.l2
-                )
-                state = self._solve(evaluate, state, _both(callback, checkpoints))
+                counts = check_reports(reports, label, self.family, self.weight_col)
+                objective = self._objective(blocks, source.features, counts)
+                state = self._start(objective, init, checkpoints)
+                monitor = None
+                if validation is not None:
+                    monitor = self._monitor(validation, objective)
+                    held.append(monitor.start(client, pass_timeout))
+                callbacks = _both(callback, checkpoints, monitor)
+                state = self._solve(objective, state, _with_passes(callbacks, objective))
+                if monitor is not None:
+                    self.validation_metrics_ = monitor.final_metrics(state)
             finally:
-                blocks.release()
-        self._set_fitted(state, source.features, label)
+                for held_blocks in held:
+                    held_blocks.release()
+        self._set_fitted(state, objective, source.features, label, counts)
         self.n_rows_ = sum(r.rows for r in reports)
         self.n_partitions_ = len(reports)
         self.data_source_ = source.description
         self.fit_seconds_ = time.time() - started
         return self
 
-    def _solve(self, evaluate, state: SolverState, callback) -> SolverState:
-        if self.solver == "newton":
-            return newton(evaluate, state, self.max_iter, self.tol, callback)
-        if self.solver == "lbfgs":
-            return lbfgs(evaluate, state, self.max_iter, self.tol, callback)
-        return gradient_descent(evaluate, state, self.alpha, self.max_iter, self.tol, callback)
+    def _objective(self, blocks, features: list[str], counts: list[int]) -> Objective:
+        """The function the solver minimizes: passes over ``blocks`` plus driver algebra."""
+        layout = Layout(len(features), len(counts) if self.family == "multinomial" else 1)
+        kernel = self._kernel(counts)
+        scaling = None
+        if self.standardize:
+            scaling = Scaling.from_moments(blocks.partial_sums(None, None, kernel=moment_sums))
+        self.scaling_ = scaling
 
-    def run_options(self, label: str, features: list[str]) -> dict:
+        def run_pass(coef, intercept):
+            return blocks.partial_sums(coef, intercept, kernel=kernel).mean()
+
+        return Objective(run_pass, layout, scaling, self.l2)
+
+    def _kernel(self, counts: list[int]):
+        weights = None
+        if self.class_weight == "balanced":
+            weights = tuple(sum(counts) / (len(counts) * n) for n in counts)
+        self.class_weights_ = weights
+        if self.family == "multinomial":
+            from lrdask.softmax_kernels import softmax_sums
+
+            kernel = softmax_sums
+        else:
+            kernel = newton_sums if self.solver == "newton" else log_loss_sums
+        return kernel if weights is None else functools.partial(kernel, class_weight=weights)
+
+    def _start(self, objective: Objective, init, checkpoints) -> SolverState:
+        """A matching checkpoint, else the init model, else θ = 0."""
+        state = checkpoints.resume() if checkpoints else None
+        if state is not None and len(state.params) == objective.layout.size:
+            return state
+        if init is None:
+            return SolverState.initial(objective.layout.size)
+        coef, intercept = init
+        if np.shape(coef) != np.shape(objective.layout.split(np.zeros(objective.layout.size))[0]):
+            raise ConfigError(
+                f"--init model has coefficients of shape {np.shape(coef)}, but this data "
+                "needs another shape (a different number of classes?); train without --init"
+            )
+        return SolverState(objective.from_model(coef, intercept))
+
+    def _solve(self, objective: Objective, state: SolverState, callback) -> SolverState:
+        l1 = L1Penalty(self.l1, objective.layout.penalized())
+        try:
+            if self.solver == "newton":
+                return newton(objective, state, self.max_iter, self.tol, callback)
+            if self.solver == "lbfgs":
+                return lbfgs(objective, state, self.max_iter, self.tol, callback, l1=l1)
+            return gradient_descent(
+                objective,
+                state,
+                self.alpha,
+                self.max_iter,
+                self.tol,
+                callback,
+                l1=l1,
+                line_search=self.line_search,
+                accelerate=self.solver == "agd",
+            )
+        except StopTraining as stop:
+            state.stop_reason = str(stop)
+            return state
+
+    def identity_of(self, plan: DatasetPlan, validation=None, storage_options=None) -> dict:
+        """The identity ``fit`` will give a run on ``plan`` (for reruns and checkpoints)."""
+        init = self._initial_model(plan.features, storage_options)
+        items = plan.fingerprint_items()
+        return self._identity(items, plan.label, plan.features, init, validation)
+
+    def _identity(self, items, label, features, init, validation) -> dict:
+        if validation is not None and self.early_stopping:  # it can change where we stop
+            items = [*items, ["validation", *validation.fingerprint_items()]]
+        return run_identity(items, self.run_options(label, features, init))
+
+    def _validation_plan(self, validation, source, storage_options) -> DatasetPlan | None:
+        if validation is None or isinstance(validation, DatasetPlan):
+            return validation
+        if isinstance(validation, (str, bytes)) or hasattr(validation, "__fspath__"):
+            url = str(validation.__fspath__() if hasattr(validation, "__fspath__") else validation)
+            return plan_dataset(url, source.label, source.features, None, storage_options)
+        raise DataError(f"validation takes a Parquet path/URL, not {type(validation).__name__}")
+
+    def _monitor(self, validation: DatasetPlan, objective: Objective) -> ValidationMonitor:
+        kernel = softmax_kernel() if self.family == "multinomial" else log_loss_sums
+        return ValidationMonitor(
+            validation, self.family, kernel, objective, self.validation_every, self.early_stopping
+        )
+
+    def _check_solver_fits(self, n_features: int) -> None:
+        if self.solver != "newton":
+            return
+        if n_features > NEWTON_MAX_FEATURES:
+            raise ConfigError(
+                f"solver 'newton' sums a features × features Hessian on every pass; "
+                f"{n_features} features is more than {NEWTON_MAX_FEATURES}: "
+                "use solver 'lbfgs'"
+            )
+
+    def _initial_model(self, features: list[str], storage_options):
+        """(coef, intercept) of the init model in this run's feature order, or None."""
+        if self.init is None:
+            return None
+        model = self.init
+        if not isinstance(model, LogisticRegression):
+            model = LogisticRegression.load(model, storage_options)
+        model._check_fitted()
+        if model.family != self.family or set(model.feature_names_in_) != set(features):
+            raise ConfigError(
+                f"--init model is {model.family} on features {model.feature_names_in_}, but "
+                f"this run is {self.family} on {features}; it can only start from a model "
+                "with the same family and features"
+            )
+        order = [model.feature_names_in_.index(name) for name in features]
+        coef = np.asarray(model.coef_)
+        coef = coef[order] if coef.ndim == 1 else coef[:, order].T
+        return coef, model.intercept_
+
+    def run_options(self, label: str, features: list[str], init=None) -> dict:
         """The options that decide the result: with the data, a run's identity."""
         return {
             "solver": self.solver,
             "l2": float(self.l2),
+            "l1": float(self.l1),
+            "line_search": self.line_search,
+            "weight_col": self.weight_col,
+            "class_weight": self.class_weight,
+            "standardize": self.standardize,
+            "family": self.family,
+            "init": _digest(init),
             "label": label,
             "features": list(features),
             "alpha": float(self.alpha),
             "max_iter": int(self.max_iter),
             "tol": float(self.tol),
             "dtype": self.dtype,
+            "early_stopping": int(self.early_stopping),
+            "validation_every": int(self.validation_every),
         }
+
+    def get_params(self) -> dict:
+        """The constructor's parameters (scikit-learn's name), e.g. for the artifact."""
+        params = {name: getattr(self, name) for name in _PARAMETER_CONSTRAINTS}
+        if isinstance(params["init"], LogisticRegression):
+            params["init"] = "<model>"
+        return params
 
     def _validate_params(self) -> None:
         for name, (ok, expected) in _PARAMETER_CONSTRAINTS.items():
@@ -166,45 +348,84 @@ class LogisticRegression:
                     f"The '{name}' parameter of LogisticRegression must be {expected}. "
                     f"Got {value!r} instead."
                 )
+        if self.solver == "newton" and self.l1:
+            raise ConfigError(
+                "solver 'newton' needs a twice-differentiable objective and l1 is not; "
+                "use solver 'lbfgs', 'agd' or 'gd' with l1"
+            )
+        if self.solver == "newton" and self.family == "multinomial":
+            raise ConfigError(
+                "solver 'newton' is for the binomial family only; use solver 'lbfgs' "
+                "with family 'multinomial'"
+            )
 
-    def _set_fitted(self, state: SolverState, features: list[str], label: str) -> None:
-        self.coef_ = state.coef.copy()
-        self.intercept_ = float(state.intercept)
+    def _set_fitted(self, state, objective, features, label, counts) -> None:
+        coef, intercept = objective.to_model(state.params)
+        self.coef_ = coef.T if objective.layout.outputs > 1 else coef
+        self.intercept_ = intercept
         self.n_iter_ = state.n_iter
+        self.n_passes_ = objective.passes
+        self.solver_state_ = state  # in the solver's space: what a checkpoint holds
         self.loss_history_ = list(state.loss_history)
         self.converged_ = state.converged
         self.grad_norm_ = state.grad_norm
         self.cost_increased_at_ = state.cost_increased_at
+        self.validation_history_ = [list(v) for v in state.validation_history]
+        self.stop_reason_ = state.stop_reason or self._stop_reason(state)
+        self.stopped_early_ = bool(state.stop_reason)
         self.feature_names_in_ = list(features)
         self.n_features_in_ = len(features)
         self.label_ = label
-        self.classes_ = np.array([0, 1])
+        self.classes_ = np.arange(max(2, len(counts)))
+        self.class_counts_ = list(counts)
+        self.training_metrics_ = self._training_metrics(state, objective)
+
+    def _training_metrics(self, state: SolverState, objective: Objective) -> dict:
+        """The final objective, the mean log loss inside it, and held-out metrics if any."""
+        theta = state.params[objective.layout.penalized()]
+        penalty = 0.5 * self.l2 * float(theta @ theta) + self.l1 * float(np.abs(theta).sum())
+        final = state.loss_history[-1]
+        summary = {"objective": final, "train_log_loss": final - penalty}
+        if getattr(self, "validation_metrics_", None):
+            summary["validation"] = self.validation_metrics_
+        return summary
+
+    def _stop_reason(self, state: SolverState) -> str:
+        if state.converged:
+            return f"converged: objective improved by at most tol={self.tol:g}"
+        return f"max_iter={self.max_iter} reached"
 
     # ---- prediction -----------------------------------------------------------------
     def decision_function(self, X: np.ndarray) -> np.ndarray:
-        return np.asarray(X, dtype=np.float64) @ self.coef_ + self.intercept_
+        """z = X·w + b (binomial), or the (n, K) class scores (multinomial)."""
+        coef = np.asarray(self.coef_)
+        return np.asarray(X, dtype=np.float64) @ (coef.T if coef.ndim == 2 else coef) + (
+            self.intercept_
+        )
 
     def predict_proba(self, data):
-        """(n, 2) class probabilities for a NumPy array, or a dask array of them for a
-        dask DataFrame or a Parquet path (computed lazily, partition by partition)."""
+        """(n, K) class probabilities (K = 2 for binomial) for a NumPy array, or a dask
+        array of them for a dask DataFrame or a Parquet path (computed lazily, partition
+        by partition)."""
         self._check_fitted()
         if isinstance(data, np.ndarray):
-            p1 = kernels.predict_proba_rows(self._check_width(data), self.coef_, self.intercept_)
-            return np.column_stack([1.0 - p1, p1])
+            return class_probabilities(self._check_width(data), self.coef_, self.intercept_)
         frame = _as_dask_frame(data, self.feature_names_in_)
         array = frame[self.feature_names_in_].to_dask_array(lengths=True).astype(np.float64)
         return array.map_blocks(
-            _proba_block,
+            class_probabilities,
             self.coef_,
             self.intercept_,
-            chunks=(array.chunks[0], (2,)),
+            chunks=(array.chunks[0], (len(self.classes_),)),
             dtype=np.float64,
         )
 
     def predict(self, data):
-        """Class labels 0/1: probability of class 1 at least 0.5."""
+        """Class labels: binomial 1 when P(y = 1) ≥ 0.5; multinomial the likeliest class."""
         proba = self.predict_proba(data)
-        return (proba[:, 1] >= 0.5).astype(np.int64)
+        if len(self.classes_) == 2 and np.ndim(self.coef_) == 1:
+            return (proba[:, 1] >= 0.5).astype(np.int64)
+        return proba.argmax(axis=1).astype(np.int64)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "coef_"):
@@ -229,9 +450,24 @@ class LogisticRegression:
         return artifact.load(cls, model_dir, storage_options)
 
 
-def _proba_block(X: np.ndarray, coef: np.ndarray, intercept: float) -> np.ndarray:
-    p1 = kernels.predict_proba_rows(X, coef, intercept)
-    return np.column_stack([1.0 - p1, p1])
+def softmax_kernel():
+    from lrdask.softmax_kernels import softmax_sums
+
+    return softmax_sums
+
+
+def _with_passes(callback, objective: Objective):
+    """The callback, seeing how many distributed passes the objective has made."""
+    return lambda info: callback(dataclasses.replace(info, passes=objective.passes))
+
+
+def _digest(init) -> str | None:
+    """A short hash of a warm start's coefficients, so it is part of the run's identity."""
+    if init is None:
+        return None
+    coef, intercept = init
+    text = json.dumps([np.ravel(coef).tolist(), np.ravel(intercept).tolist()])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @contextlib.contextmanager
@@ -257,33 +493,39 @@ class _TrainingSource:
     description: str
     data_items: list
     persist: Callable[..., PersistedBlocks | StreamedPieces]
+    label: str
 
 
-def _training_source(data, label, features, exclude, storage_options) -> _TrainingSource:
+def _training_source(data, label, features, exclude, storage_options, weight) -> _TrainingSource:
     if isinstance(data, (str, bytes)) or hasattr(data, "__fspath__"):
         url = str(data.__fspath__() if hasattr(data, "__fspath__") else data)
-        data = plan_dataset(url, label, features, exclude, storage_options)
+        data = plan_dataset(url, label, features, exclude, storage_options, weight=weight)
     if isinstance(data, DatasetPlan):
         plan = data
+        if plan.weight != weight:
+            raise ConfigError(f"the data plan has weight column {plan.weight!r}, not {weight!r}")
         return _TrainingSource(
             plan.features,
             plan.url,
             plan.fingerprint_items(),
-            lambda client, dtype, timeout, cache: _persist_plan(
-                client, plan, dtype, timeout, cache
+            lambda client, dtype, timeout, cache, family: persist_plan(
+                client, plan, dtype, timeout, cache, family
             ),
+            label,
         )
     if _is_dask_frame(data):
         import dask.base
 
-        frame, chosen = data, _frame_features(data, label, features, exclude)
+        frame, dropped = data, [*(exclude or []), *([weight] if weight else [])]
+        chosen = _frame_features(data, label, features, dropped)
         return _TrainingSource(
             chosen,
             "dask DataFrame",
             [dask.base.tokenize(frame)],
-            lambda client, dtype, timeout, cache: _persist_frame(
-                client, frame, label, chosen, dtype, timeout
+            lambda client, dtype, timeout, cache, family: _persist_frame(
+                client, frame, label, chosen, dtype, timeout, family, weight
             ),
+            label,
         )
     raise DataError(
         f"fit() takes a Parquet path/URL or a dask DataFrame, not {type(data).__name__}"
@@ -296,31 +538,30 @@ def _both(*callbacks):
     return lambda info: [c(info) for c in active]
 
 
-def _persist_plan(client: Client, plan: DatasetPlan, dtype: str, timeout, cache: bool = True):
-    args = [(piece, plan.fs, plan.features, plan.label, dtype) for piece in plan.pieces]
-    if not cache:
-        return StreamedPieces(client, load_piece, args, timeout)
-    return PersistedBlocks.from_loaders(client, load_piece, args, timeout)
-
-
-def _persist_frame(client, frame, label, features, dtype, timeout) -> PersistedBlocks:
+def _persist_frame(
+    client, frame, label, features, dtype, timeout, family, weight
+) -> PersistedBlocks:
     import dask
 
-    parts = frame[[*features, label]].to_delayed()
+    columns = [*features, label, *([weight] if weight else [])]
+    parts = frame[columns].to_delayed()
     tasks = [
-        dask.delayed(_frame_block)(part, features, label, f"partition {i}", dtype)
+        dask.delayed(_frame_block)(part, features, label, f"partition {i}", dtype, family, weight)
         for i, part in enumerate(parts)
     ]
     return PersistedBlocks(client, client.compute(tasks), timeout)
 
 
-def _frame_block(part, features, label, source, dtype):
+def _frame_block(part, features, label, source, dtype, family, weight):
+    columns = [*features, label, *([weight] if weight else [])]
     return block_from_columns(
-        {name: part[name].to_numpy() for name in [*features, label]},
+        {name: part[name].to_numpy() for name in columns},
         features,
         label,
         source,
         dtype,
+        weight=weight,
+        family=family,
     )
 
 

@@ -105,8 +105,63 @@ def _average_precision(pos: np.ndarray, neg: np.ndarray) -> float:
     return float((steps * precision).sum())
 
 
+@dataclass(frozen=True)
+class MulticlassSums:
+    """Σ log loss and the K × K confusion matrix (rows: true class, columns: predicted)."""
+
+    count: float
+    loss: float
+    confusion: np.ndarray
+
+    def merge(self, other: MulticlassSums) -> MulticlassSums:
+        return MulticlassSums(
+            self.count + other.count, self.loss + other.loss, self.confusion + other.confusion
+        )
+
+
+def multiclass_evaluation_sums(X, y, W: np.ndarray, b: np.ndarray) -> MulticlassSums:
+    """The multinomial kernel for one partition: W is (features, K), b is (K,)."""
+    z = np.asarray(X, dtype=np.float64) @ W + b
+    top = z.max(axis=1, keepdims=True)
+    log_norm = np.log(np.exp(z - top).sum(axis=1)) + top[:, 0]
+    truth = y.astype(np.intp)
+    loss = float((log_norm - z[np.arange(len(truth)), truth]).sum())
+    confusion = np.zeros((W.shape[1], W.shape[1]), dtype=np.int64)
+    np.add.at(confusion, (truth, z.argmax(axis=1)), 1)
+    return MulticlassSums(float(len(truth)), loss, confusion)
+
+
+def multiclass_metrics(sums: MulticlassSums) -> dict:
+    """log loss, accuracy, and precision/recall/F1 per class and macro-averaged."""
+    confusion = sums.confusion.astype(np.float64)
+    hits = np.diag(confusion)
+    precision = np.divide(
+        hits, confusion.sum(axis=0), out=np.zeros_like(hits), where=confusion.sum(axis=0) > 0
+    )
+    recall = np.divide(
+        hits, confusion.sum(axis=1), out=np.zeros_like(hits), where=confusion.sum(axis=1) > 0
+    )
+    both = precision + recall
+    f1 = np.divide(2 * precision * recall, both, out=np.zeros_like(hits), where=both > 0)
+    return {
+        "rows": int(sums.count),
+        "log_loss": sums.loss / sums.count,
+        "accuracy": float(hits.sum() / sums.count),
+        "macro_precision": float(precision.mean()),
+        "macro_recall": float(recall.mean()),
+        "macro_f1": float(f1.mean()),
+        "per_class": [
+            {"class": k, "precision": float(p), "recall": float(r), "f1": float(f)}
+            for k, (p, r, f) in enumerate(zip(precision, recall, f1, strict=True))
+        ],
+        "confusion": sums.confusion.tolist(),
+    }
+
+
 def evaluate_dataset(client, model, data: str, storage_options: dict | None = None) -> dict:
     """Metrics of ``model`` on the Parquet data set ``data`` (which must hold the label)."""
+    import functools
+
     from lrdask.dataset import plan_dataset
     from lrdask.errors import DataError
     from lrdask.loading import check_reports, load_piece
@@ -119,9 +174,16 @@ def evaluate_dataset(client, model, data: str, storage_options: dict | None = No
     except DataError as exc:
         raise DataError(f"DATA does not fit the model: {exc}") from None
     args = [(piece, plan.fs, plan.features, plan.label, "float64") for piece in plan.pieces]
-    pieces = StreamedPieces(client, load_piece, args)
-    check_reports(pieces.reports(), plan.label)
-    sums = pieces.partial_sums(
-        np.asarray(model.coef_), float(model.intercept_), kernel=evaluation_sums
-    )
-    return {"data": data, **metrics(sums)}
+    family = getattr(model, "family", "binomial")
+    pieces = StreamedPieces(client, functools.partial(load_piece, family=family), args)
+    counts = check_reports(pieces.reports(), plan.label, family, training=False)
+    if family == "binomial":
+        sums = pieces.partial_sums(
+            np.asarray(model.coef_), float(model.intercept_), kernel=evaluation_sums
+        )
+        return {"data": data, **metrics(sums)}
+    if len(counts) > len(model.classes_):
+        raise DataError(f"{data}: labels include class {len(counts) - 1}, unknown to the model")
+    W, b = np.asarray(model.coef_).T, np.asarray(model.intercept_)
+    sums = pieces.partial_sums(W, b, kernel=multiclass_evaluation_sums)
+    return {"data": data, **multiclass_metrics(sums)}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lrdask.sums import LogLossSums, NewtonSums
+from lrdask.sums import LogLossSums, MomentSums, NewtonSums
 
 # Rows per cache block: a block of X is read once for X·w and again (from cache) for Xᵀ·r.
 # With 50 float64 features a block is 3.2 MB (measured best on this kind of machine).
@@ -33,7 +33,13 @@ def log_loss_rows(z: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def log_loss_sums(
-    X: np.ndarray, y: np.ndarray, w: np.ndarray, b: float, block_rows: int = BLOCK_ROWS
+    X: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    b: float,
+    block_rows: int = BLOCK_ROWS,
+    sample_weight: np.ndarray | None = None,
+    class_weight: tuple[float, float] | None = None,
 ) -> LogLossSums:
     """Partial sums of loss and gradient of the log loss over the rows of one partition.
 
@@ -42,12 +48,32 @@ def log_loss_sums(
     storage the two products run in float32 within a block (half the bytes, twice the
     SIMD width) and everything else, and every sum across blocks, is float64: results
     agree with float64 storage to about 1e-6.
+
+    Weights: row i counts s_i = sample_weight[i]·class_weight[y_i] times (loss, gradient
+    and the count m alike); without either, no multiplication happens at all.
     """
-    return _fold_rows(X, y, w, b, block_rows)
+    weights = row_weights(y, sample_weight, class_weight)
+    return _fold_rows(X, y, w, b, block_rows, weights=weights)
+
+
+def row_weights(y: np.ndarray, sample_weight=None, class_weight=None) -> np.ndarray | None:
+    """s_i = sample_weight[i] · class_weight[y_i] (float64), or None when all are 1."""
+    if sample_weight is None and class_weight is None:
+        return None
+    weights = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    if class_weight is not None:
+        weights = weights * np.asarray(class_weight, dtype=np.float64)[y.astype(np.intp)]
+    return weights
 
 
 def newton_sums(
-    X: np.ndarray, y: np.ndarray, w: np.ndarray, b: float, block_rows: int = BLOCK_ROWS
+    X: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    b: float,
+    block_rows: int = BLOCK_ROWS,
+    sample_weight: np.ndarray | None = None,
+    class_weight: tuple[float, float] | None = None,
 ) -> NewtonSums:
     """The partial sums of ``log_loss_sums`` plus the Hessian sum Σ a(1−a)·[x; 1][x; 1]ᵀ,
     in the same pass over X.
@@ -57,13 +83,15 @@ def newton_sums(
     """
     f = X.shape[1]
     hessian = np.zeros((f + 1, f + 1))
-    sums = _fold_rows(X, y, w, b, block_rows, hessian)
+    weights = row_weights(y, sample_weight, class_weight)
+    sums = _fold_rows(X, y, w, b, block_rows, hessian, weights)
     hessian[f, :f] = hessian[:f, f]
     return NewtonSums(sums, hessian)
 
 
-def _fold_rows(X, y, w, b, block_rows: int, hessian: np.ndarray | None = None) -> LogLossSums:
-    """The block loop shared by both kernels; adds to ``hessian`` (upper part) if given."""
+def _fold_rows(X, y, w, b, block_rows: int, hessian=None, weights=None) -> LogLossSums:
+    """The block loop shared by both kernels; adds to ``hessian`` (upper part) if given,
+    and weighs every row by ``weights`` if given."""
     n, f = X.shape
     w = np.asarray(w, dtype=np.float64)
     w_x = w.astype(X.dtype, copy=False)
@@ -76,38 +104,45 @@ def _fold_rows(X, y, w, b, block_rows: int, hessian: np.ndarray | None = None) -
         Xb = X[start : start + block_rows]
         k = Xb.shape[0]
         yb = y[start : start + k]
+        sb = None if weights is None else weights[start : start + k]
         z = np.matmul(Xb, w_x).astype(np.float64, copy=False)
         z += b
-        loss += _block_loss(z, yb, e[:k], t[:k])
+        loss += _block_loss(z, yb, e[:k], t[:k], sb)
         _block_residual(z, yb, e[:k], r[:k])
+        if sb is not None:
+            r[:k] *= sb
         grad += r[:k].astype(X.dtype, copy=False) @ Xb
         grad_b += float(r[:k].sum())
         if hessian is not None:
-            _add_block_hessian(Xb, e[:k], hessian)
-    return LogLossSums(float(n), loss, grad, grad_b)
+            _add_block_hessian(Xb, e[:k], hessian, sb)
+    count = float(n) if weights is None else float(weights.sum())
+    return LogLossSums(count, loss, grad, grad_b)
 
 
-def _add_block_hessian(Xb: np.ndarray, q: np.ndarray, hessian: np.ndarray) -> None:
-    """Add Σ a(1−a)·[x; 1][x; 1]ᵀ (upper part) for one block, from q = min(a, 1 − a)."""
+def _add_block_hessian(Xb: np.ndarray, q: np.ndarray, hessian: np.ndarray, sb=None) -> None:
+    """Add Σ s·a(1−a)·[x; 1][x; 1]ᵀ (upper part) for one block, from q = min(a, 1 − a)."""
     f = Xb.shape[1]
     Xb = np.asarray(Xb, dtype=np.float64)
     weight = q * (1.0 - q)  # a(1 − a), without the cancellation of 1 − a near a = 1
+    if sb is not None:
+        weight *= sb
     weighted = Xb * weight[:, None]
     hessian[:f, :f] += Xb.T @ weighted
     hessian[:f, f] += weighted.sum(axis=0)
     hessian[f, f] += weight.sum()
 
 
-def _block_loss(z: np.ndarray, y: np.ndarray, e: np.ndarray, t: np.ndarray) -> float:
-    """Σ softplus(z) − y·z for one block; leaves e = exp(−|z|) behind for the residual."""
+def _block_loss(z, y, e, t, sb=None) -> float:
+    """Σ s·(softplus(z) − y·z) for one block (s = 1 without weights); leaves
+    e = exp(−|z|) behind for the residual."""
     np.abs(z, out=e)
     np.negative(e, out=e)
     np.exp(e, out=e)
     np.multiply(y, z, out=t)
     np.subtract(np.maximum(z, 0.0), t, out=t)
-    total = float(t.sum())
+    total = float(t.sum()) if sb is None else float(t @ sb)
     np.log1p(e, out=t)
-    return total + float(t.sum())
+    return total + (float(t.sum()) if sb is None else float(t @ sb))
 
 
 def _block_residual(z: np.ndarray, y: np.ndarray, e: np.ndarray, r: np.ndarray) -> None:
@@ -119,6 +154,23 @@ def _block_residual(z: np.ndarray, y: np.ndarray, e: np.ndarray, r: np.ndarray) 
     np.multiply(e, r, out=e)
     np.copyto(r, e, where=z < 0)
     r -= y
+
+
+def moment_sums(
+    X: np.ndarray, y=None, w=None, b=None, sample_weight: np.ndarray | None = None
+) -> MomentSums:
+    """Per-column count, mean and Σ s·(x − mean)² of one partition, for ``standardize``.
+
+    Takes (and ignores) the labels and (w, b) so that it runs over the cached blocks like
+    any other pass. Blocks of rows are merged with the pairwise formula of Chan et al.,
+    which does not lose precision the way Σx² − (Σx)²/n does.
+    """
+    total = MomentSums.zeros(X.shape[1])
+    for start in range(0, X.shape[0], BLOCK_ROWS):
+        Xb = np.asarray(X[start : start + BLOCK_ROWS], dtype=np.float64)
+        sb = None if sample_weight is None else sample_weight[start : start + BLOCK_ROWS]
+        total = total.merge(MomentSums.of_block(Xb, sb))
+    return total
 
 
 def predict_proba_rows(X: np.ndarray, w: np.ndarray, b: float) -> np.ndarray:

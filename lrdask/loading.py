@@ -32,6 +32,10 @@ class BlockReport:
     # label values other than 0 and 1 (up to five examples) and how many rows had them
     bad_labels: list[float] = field(default_factory=list)
     bad_label_rows: int = 0
+    # rows per class index (binomial: [zeros, ones]); weights below zero
+    class_counts: list[int] = field(default_factory=list)
+    negative_weights: int = 0
+    weight_sum: float = 0.0
 
 
 @dataclass
@@ -42,6 +46,7 @@ class Block:
     y: np.ndarray | None
     report: BlockReport
     extra: pa.Table | None = None
+    weight: np.ndarray | None = None
 
 
 def load_piece(
@@ -51,9 +56,13 @@ def load_piece(
     label: str | None,
     dtype: str = "float64",
     keep: tuple[str, ...] = (),
+    *,
+    weight: str | None = None,
+    family: str = "binomial",
 ) -> Block:
     """Read one piece's columns from Parquet and build its Block (runs on a worker)."""
-    columns = list(dict.fromkeys([*features, *([label] if label else []), *keep]))
+    named = [*features, *([label] if label else []), *([weight] if weight else [])]
+    columns = list(dict.fromkeys([*named, *keep]))
     try:
         with fs.open(piece.path, "rb") as fh:
             table = pq.ParquetFile(fh).read_row_groups(list(piece.row_groups), columns=columns)
@@ -63,7 +72,9 @@ def load_piece(
         ) from None
     extra = table.select(list(keep)) if keep else None
     data = {name: table.column(name) for name in columns}
-    return block_from_columns(data, features, label, piece.describe(), dtype, extra)
+    return block_from_columns(
+        data, features, label, piece.describe(), dtype, extra, weight=weight, family=family
+    )
 
 
 def block_from_columns(
@@ -73,8 +84,15 @@ def block_from_columns(
     source: str,
     dtype: str = "float64",
     extra: pa.Table | None = None,
+    *,
+    weight: str | None = None,
+    family: str = "binomial",
 ) -> Block:
-    """Build a Block from named columns (Arrow arrays, pandas Series or NumPy arrays)."""
+    """Build a Block from named columns (Arrow arrays, pandas Series or NumPy arrays).
+
+    ``family`` decides what a valid label is: 0/1 ("binomial") or a class index
+    0, 1, …, K−1 ("multinomial"). ``weight`` names a column of non-negative row weights.
+    """
     n = len(data[features[0]])
     report = BlockReport(source, n)
     # Column-major: each column is one contiguous copy here, and X·w / Xᵀ·r stream
@@ -86,8 +104,14 @@ def block_from_columns(
     y = None
     if label is not None:
         y = _float_values(data[label])
-        _check_labels(y, label, report)
-    return Block(X, y, report, extra)
+        _check_labels(y, label, report, family)
+    weights = None
+    if weight is not None:
+        weights = _float_values(data[weight])
+        _count_nonfinite(weights, weight, report)
+        report.negative_weights = int(np.count_nonzero(weights < 0))
+        report.weight_sum = float(weights.sum())
+    return Block(X, y, report, extra, weights)
 
 
 def _float_values(column) -> np.ndarray:
@@ -106,41 +130,100 @@ def _count_nonfinite(column: np.ndarray, name: str, report: BlockReport) -> None
         report.bad_values[name] = count
 
 
-def _check_labels(y: np.ndarray, label: str, report: BlockReport) -> None:
-    zeros, ones = y == 0.0, y == 1.0
-    report.positives = int(np.count_nonzero(ones))
+# Most classes --family multinomial accepts (K × features coefficients on every pass).
+MAX_CLASSES = 1000
+
+
+def _check_labels(y: np.ndarray, label: str, report: BlockReport, family: str) -> None:
     finite = np.isfinite(y)
     if not finite.all():
         report.bad_values[label] = int(np.count_nonzero(~finite))
-    odd = finite & ~(zeros | ones)
+    top = 1 if family == "binomial" else MAX_CLASSES - 1
+    valid = finite & (y >= 0) & (y <= top) & (y == np.floor(y))
+    odd = finite & ~valid
     if odd.any():
         report.bad_label_rows = int(np.count_nonzero(odd))
         report.bad_labels = np.unique(y[odd])[:5].tolist()
+    report.class_counts = np.bincount(y[valid].astype(np.intp), minlength=2).tolist()
+    report.positives = report.class_counts[1]
 
 
-def check_reports(reports: list[BlockReport], label: str | None) -> None:
-    """Turn the workers' load reports into one clear error for the first problem found."""
+def check_reports(
+    reports: list[BlockReport],
+    label: str | None,
+    family: str = "binomial",
+    weight: str | None = None,
+    training: bool = True,
+) -> list[int]:
+    """Turn the workers' load reports into one clear error for the first problem found.
+
+    Returns the rows per class (index = class), so the driver knows K and the class
+    balance without a further pass. Held-out data (``training=False``) need not have
+    every class."""
     rows = sum(r.rows for r in reports)
     if rows == 0:
         raise DataError("the data set has zero rows; point DATA at a non-empty data set")
     _check_bad_values(reports)
+    if weight is not None:
+        _check_weights(reports, weight, rows)
     if label is None:
-        return
-    odd = [r for r in reports if r.bad_label_rows]
-    if odd:
-        count = sum(r.bad_label_rows for r in odd)
-        examples = sorted({v for r in odd for v in r.bad_labels})[:5]
+        return []
+    _check_label_values(reports, label, family, rows)
+    counts = _class_counts(reports)
+    if not training:
+        return counts
+    if family == "binomial" and 0 in counts:
         raise DataError(
-            f"{odd[0].source}: label column '{label}' must hold only 0 and 1, but {count} of "
-            f"{rows} rows hold other values (e.g. {', '.join(_fmt(v) for v in examples)}); "
-            "map the two classes to 0 and 1"
-        )
-    positives = sum(r.positives for r in reports)
-    if positives in (0, rows):
-        only = 1 if positives else 0
-        raise DataError(
-            f"label column '{label}' holds only class {only} in all {rows} rows; "
+            f"label column '{label}' holds only class {int(counts[1] > 0)} in all {rows} rows; "
             "training needs examples of both 0 and 1"
+        )
+    empty = [k for k, n in enumerate(counts) if n == 0]
+    if family == "multinomial" and (empty or len(counts) < 2):
+        which = f"class {empty[0]} has no rows" if empty else "there is only class 0"
+        raise DataError(
+            f"label column '{label}': {which}; multinomial labels must be 0, 1, …, K−1 "
+            "(K ≥ 2) with every class present"
+        )
+    return counts
+
+
+def _check_label_values(reports, label: str, family: str, rows: int) -> None:
+    odd = [r for r in reports if r.bad_label_rows]
+    if not odd:
+        return
+    count = sum(r.bad_label_rows for r in odd)
+    examples = ", ".join(_fmt(v) for v in sorted({v for r in odd for v in r.bad_labels})[:5])
+    if family == "binomial":
+        expected, fix = "only 0 and 1", "map the two classes to 0 and 1"
+    else:
+        expected = f"class indices 0, 1, …, K−1 (K ≤ {MAX_CLASSES})"
+        fix = "map the classes to 0, 1, …, K−1"
+    raise DataError(
+        f"{odd[0].source}: label column '{label}' must hold {expected}, but {count} of "
+        f"{rows} rows hold other values (e.g. {examples}); {fix}"
+    )
+
+
+def _class_counts(reports: list[BlockReport]) -> list[int]:
+    per_report = [r.class_counts or [r.rows - r.positives, r.positives] for r in reports]
+    total = np.zeros(max(len(c) for c in per_report), dtype=np.int64)
+    for counts in per_report:
+        total[: len(counts)] += counts
+    return total.tolist()
+
+
+def _check_weights(reports: list[BlockReport], weight: str, rows: int) -> None:
+    negative = [r for r in reports if r.negative_weights]
+    if negative:
+        count = sum(r.negative_weights for r in negative)
+        raise DataError(
+            f"{negative[0].source}: weight column '{weight}' has {count} negative value(s) "
+            f"of {rows} rows; sample weights must be ≥ 0"
+        )
+    if not sum(r.weight_sum for r in reports) > 0:
+        raise DataError(
+            f"weight column '{weight}' sums to zero over all {rows} rows; "
+            "at least one row needs a positive weight"
         )
 
 

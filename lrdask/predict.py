@@ -58,7 +58,7 @@ def write_predictions(
             features=plan.features,
             keep=tuple(keep),
             coef=np.asarray(model.coef_),
-            intercept=float(model.intercept_),
+            intercept=model.intercept_,
             pure=False,
         )
         with cluster_errors("scoring", None):
@@ -82,27 +82,51 @@ def score_piece(
     features: list[str],
     keep: tuple[str, ...],
     coef: np.ndarray,
-    intercept: float,
+    intercept,
 ) -> BlockReport:
     """The per-partition task: load, score, write one output file."""
     block = load_piece(piece, fs, features, None, "float64", keep)
     if block.report.bad_values:
         return block.report
-    proba = kernels.predict_proba_rows(block.X, coef, intercept)
+    proba = class_probabilities(block.X, coef, intercept)
     columns = {name: block.extra.column(name) for name in keep}
-    columns["probability"] = pa.array(proba)
-    columns["prediction"] = pa.array((proba >= 0.5).astype(np.int8))
+    columns.update(output_columns(proba, multinomial=np.ndim(coef) == 2))
     table = pa.table(columns)
     with out_fs.open(f"{staging}/part-{index:05d}.parquet", "wb") as fh:
         pq.write_table(table, fh)
     return block.report
 
 
+def class_probabilities(X: np.ndarray, coef: np.ndarray, intercept) -> np.ndarray:
+    """(n, K) class probabilities: [1 − p, p] for a binomial model (coef of shape (f,)),
+    the softmax for a multinomial one (coef of shape (K, f))."""
+    coef = np.asarray(coef)
+    if coef.ndim == 2:
+        from lrdask.softmax_kernels import softmax_proba_rows
+
+        return softmax_proba_rows(X, coef.T, np.asarray(intercept))
+    p1 = kernels.predict_proba_rows(X, coef, intercept)
+    return np.column_stack([1.0 - p1, p1])
+
+
+def output_columns(proba: np.ndarray, multinomial: bool) -> dict:
+    """Binomial: ``probability`` (of class 1) and ``prediction`` (p ≥ 0.5); multinomial:
+    ``probability_k`` per class and ``prediction``, the likeliest class."""
+    if not multinomial:
+        return {
+            "probability": pa.array(proba[:, 1]),
+            "prediction": pa.array((proba[:, 1] >= 0.5).astype(np.int8)),
+        }
+    columns = {f"probability_{k}": pa.array(proba[:, k]) for k in range(proba.shape[1])}
+    columns["prediction"] = pa.array(proba.argmax(axis=1).astype(np.int32))
+    return columns
+
+
 def _check_keep(names: list[str], keep: list[str], path: str) -> None:
     for name in keep:
         if name not in names:
             raise DataError(f"{path}: --keep column '{name}' not found")
-        if name in ("probability", "prediction"):
+        if name in ("probability", "prediction") or name.startswith("probability_"):
             raise DataError(f"--keep column '{name}' clashes with an output column")
 
 

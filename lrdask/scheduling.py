@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -32,7 +33,7 @@ from distributed.scheduler import KilledWorker
 from lrdask.dataset import first_line
 from lrdask.errors import ClusterError
 from lrdask.kernels import log_loss_sums
-from lrdask.loading import Block, BlockReport
+from lrdask.loading import Block, BlockReport, load_piece
 from lrdask.sums import merge_all
 
 log = logging.getLogger("lrdask")
@@ -257,13 +258,19 @@ def _load_report(load: Callable[..., Block], *arg) -> BlockReport:
 
 
 def _load_and_fold(load: Callable[..., Block], arg: tuple, w: np.ndarray, b: float, kernel):
-    block = load(*arg)
-    return kernel(block.X, block.y, w, b)
+    return fold_block(kernel, load(*arg), w, b)
 
 
 def fold_blocks(w: np.ndarray, b: float, *blocks: Block, kernel: Callable = log_loss_sums):
     """The per-worker task: the kernel over each local block, merged in block order."""
-    return merge_all(kernel(block.X, block.y, w, b) for block in blocks)
+    return merge_all(fold_block(kernel, block, w, b) for block in blocks)
+
+
+def fold_block(kernel: Callable, block: Block, w, b):
+    """The kernel over one block, with its row weights when it has a weight column."""
+    if block.weight is None:
+        return kernel(block.X, block.y, w, b)
+    return kernel(block.X, block.y, w, b, sample_weight=block.weight)
 
 
 def merge_sums(*parts):
@@ -272,3 +279,12 @@ def merge_sums(*parts):
 
 def _report(block: Block) -> BlockReport:
     return block.report
+
+
+def persist_plan(client: Client, plan, dtype: str, timeout, cache: bool = True, family="binomial"):
+    """Blocks for every piece of a ``DatasetPlan``: cached on the workers, or streamed."""
+    load = functools.partial(load_piece, weight=plan.weight, family=family)
+    args = [(piece, plan.fs, plan.features, plan.label, dtype) for piece in plan.pieces]
+    if not cache:
+        return StreamedPieces(client, load, args, timeout)
+    return PersistedBlocks.from_loaders(client, load, args, timeout)

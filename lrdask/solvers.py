@@ -1,46 +1,96 @@
-"""Solvers: they see only a function that returns the cost and gradient at (w, b).
+"""Solvers: they see only a function of the parameter vector θ that returns the cost and
+its gradient (and, for Newton, the Hessian). They never touch the data.
 
-``gradient_descent`` is the lecture's update, exactly: w := w − α·dw, b := b − α·db,
-starting from w = 0, b = 0. It never touches the data; every evaluation is one
-distributed pass (or, in tests, a plain NumPy one), so the same loop serves both.
+θ is flat: the coefficients, then the intercept(s) (``objective.Layout`` says which entry is
+which). Every call of ``evaluate`` is one distributed pass (or, in tests, a plain NumPy
+one), so the same loops serve both. ``gradient_descent`` with a fixed α is the lecture's
+update, exactly: θ := θ − α·∇J, i.e. w := w − α·dw and b := b − α·db, from θ = 0.
+
+``tol`` means the same for every solver: stop when the objective improved by at most
+``tol`` from one iterate to the next (0 ≤ F_{k−1} − F_k ≤ tol). L-BFGS uses scipy's
+relative form of it, (F_{k−1} − F_k) / max(|F_{k−1}|, |F_k|, 1) ≤ tol, which is the same
+rule whenever F ≤ 1, as a log loss starting at log 2 is.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-# evaluate(w, b) -> (J, dw, db)
-Evaluate = Callable[[np.ndarray, float], tuple[float, np.ndarray, float]]
+# evaluate(θ) -> (J, ∇J) or, for Newton, (J, ∇J, ∇²J)
+Evaluate = Callable[[np.ndarray], tuple]
+Callback = Callable[["IterationInfo"], None]
+
+NEWTON_MAX_FEATURES = 2000
 
 
 @dataclass
 class SolverState:
     """Everything needed to continue a run: the point, the iteration count and the history."""
 
-    coef: np.ndarray
-    intercept: float
+    params: np.ndarray
     n_iter: int = 0
     loss_history: list[float] = field(default_factory=list)
     grad_norm: float = float("nan")
     converged: bool = False
     cost_increased_at: int | None = None
+    step: float | None = None  # the line search's last accepted step
+    validation_history: list[list[float]] = field(default_factory=list)  # [iteration, cost]
+    stop_reason: str = ""
 
     @classmethod
-    def initial(cls, n_features: int) -> SolverState:
-        return cls(np.zeros(n_features), 0.0)
+    def initial(cls, n_params: int) -> SolverState:
+        return cls(np.zeros(n_params))
 
 
 @dataclass(frozen=True)
 class IterationInfo:
-    """Passed to callbacks after every evaluation: for progress bars, logs, checkpoints."""
+    """Passed to callbacks after every iterate: for progress bars, logs, checkpoints."""
 
     iteration: int
     cost: float
     grad_norm: float
     state: SolverState
+    passes: int = 0
+
+
+class StopTraining(Exception):
+    """Raised by a callback to end the run at the current iterate (early stopping)."""
+
+
+@dataclass(frozen=True)
+class L1Penalty:
+    """λ₁·‖θ[mask]‖₁, the non-smooth part of the objective; intercepts are never in mask."""
+
+    strength: float = 0.0
+    mask: np.ndarray | None = None
+
+    def value(self, theta: np.ndarray) -> float:
+        if not self.strength:
+            return 0.0
+        return self.strength * float(np.abs(theta[self.mask]).sum())
+
+    def prox(self, theta: np.ndarray, step: float) -> np.ndarray:
+        """argmin_x λ₁·step·‖x[mask]‖₁ + ½‖x − θ‖²: soft-thresholding of the masked entries."""
+        if not self.strength:
+            return theta
+        out = theta.copy()
+        shrink = self.strength * step
+        masked = theta[self.mask]
+        out[self.mask] = np.sign(masked) * np.maximum(np.abs(masked) - shrink, 0.0)
+        return out
+
+    def optimality(self, theta: np.ndarray, grad: np.ndarray) -> float:
+        """‖θ − prox(θ − ∇J)‖: the gradient norm when λ₁ = 0, and 0 exactly at the optimum."""
+        if not self.strength:
+            return float(np.linalg.norm(grad))
+        return float(np.linalg.norm(theta - self.prox(theta - grad, 1.0)))
+
+
+NO_L1 = L1Penalty()
 
 
 def gradient_descent(
@@ -49,65 +99,94 @@ def gradient_descent(
     alpha: float,
     max_iter: int,
     tol: float,
-    callback: Callable[[IterationInfo], None] | None = None,
+    callback: Callback | None = None,
+    *,
+    l1: L1Penalty = NO_L1,
+    line_search: bool = False,
+    accelerate: bool = False,
 ) -> SolverState:
-    """Batch gradient descent with a fixed step α, continuing from ``state``.
+    """Batch (proximal) gradient descent, continuing from ``state``.
 
-    ``loss_history[k]`` is the cost J at the k-th point (w_0 = 0 first); ``n_iter`` counts
-    the updates applied. The run stops when the cost has improved by at most ``tol``
-    between two consecutive points (0 ≤ J_{k−1} − J_k ≤ tol: converged, and the last point
-    is returned without a further update), or after ``max_iter`` updates, when one more
-    pass records the cost at the returned point. A rise in the cost does not count as
-    convergence; it is recorded in ``cost_increased_at`` (α is too large).
+    Fixed step: θ := prox(θ − α·∇J), the lecture's update when there is no L1 term.
+    ``line_search``: backtracking instead of a hand-tuned α — each iteration first tries
+    twice the last accepted step and halves it until the sufficient-decrease condition
+    J(θ⁺) ≤ J(θ) + ∇J·(θ⁺ − θ) + ‖θ⁺ − θ‖²/(2t) holds; every trial is one pass, and the
+    accepted trial's pass also serves the next iteration. ``accelerate`` (solver "agd"):
+    Nesterov/FISTA momentum, restarted whenever the momentum points uphill
+    (O'Donoghue & Candès' gradient restart); its history holds the cost at the
+    extrapolated points where the gradient is taken.
+
+    ``loss_history[k]`` is the objective at the k-th point (θ₀ first); ``n_iter`` counts
+    the updates applied. The run stops when 0 ≤ F_{k−1} − F_k ≤ ``tol`` (the last point is
+    returned without a further update), or after ``max_iter`` updates. A rise in the cost
+    does not count as convergence; for plain gd it is recorded in ``cost_increased_at``
+    (α is too large).
     """
-    w, b = state.coef.copy(), float(state.intercept)
+    x = state.params.copy()
+    step = state.step or alpha
+    momentum = 1.0
+    y = x
+    cost, grad = evaluate(y)[:2]
     while True:
-        cost, dw, db = evaluate(w, b)
-        state.coef, state.intercept = w.copy(), b
-        state.loss_history.append(cost)
-        state.grad_norm = float(np.sqrt(dw @ dw + db * db))
-        _note_progress(state, tol)
-        if callback is not None:
-            callback(IterationInfo(state.n_iter, cost, state.grad_norm, state))
+        _record(state, y, cost + l1.value(y), l1.optimality(y, grad), tol, callback, accelerate)
         if state.converged or state.n_iter >= max_iter:
             return state
-        w = w - alpha * dw
-        b = b - alpha * db
+        if line_search:
+            x_new, trial, step = _backtrack(evaluate, y, cost, grad, step, l1)
+        else:
+            x_new, trial = l1.prox(y - step * grad, step), None
         state.n_iter += 1
+        state.step = step if line_search else None
+        if accelerate:
+            y, momentum = _extrapolate(x, x_new, y, momentum)
+            trial = trial if y is x_new else None
+        else:
+            y = x_new
+        x = x_new
+        cost, grad = trial if trial is not None else evaluate(y)[:2]
 
 
-def _note_progress(state: SolverState, tol: float) -> None:
-    """Mark convergence (0 ≤ J_{k−1} − J_k ≤ tol) and remember the first rise in cost."""
+def _record(state, point, cost, grad_norm, tol, callback, accelerate=False) -> None:
+    state.params = point.copy()
+    state.loss_history.append(float(cost))
+    state.grad_norm = grad_norm
+    _note_progress(state, tol, note_rise=not accelerate)
+    if callback is not None:
+        callback(IterationInfo(state.n_iter, float(cost), grad_norm, state))
+
+
+def _backtrack(evaluate, y, cost, grad, step, l1):
+    """One backtracking line search from ``y``: (accepted point, its (J, ∇J), its step)."""
+    step = 2.0 * step
+    slack = 4 * np.finfo(float).eps * abs(cost)  # rounding in J itself is not a rise
+    while True:
+        x = l1.prox(y - step * grad, step)
+        d = x - y
+        trial = evaluate(x)[:2]
+        model = cost + float(grad @ d) + float(d @ d) / (2.0 * step)
+        if trial[0] <= model + slack or not np.any(d):
+            return x, trial, step
+        step /= 2.0
+
+
+def _extrapolate(x, x_new, y, momentum):
+    """FISTA's next point y and momentum; restart (y = x_new) when it points uphill."""
+    if float((y - x_new) @ (x_new - x)) > 0:
+        return x_new, 1.0
+    following = (1.0 + math.sqrt(1.0 + 4.0 * momentum * momentum)) / 2.0
+    return x_new + ((momentum - 1.0) / following) * (x_new - x), following
+
+
+def _note_progress(state: SolverState, tol: float, note_rise: bool = True) -> None:
+    """Mark convergence (0 ≤ F_{k−1} − F_k ≤ tol) and remember the first rise in cost."""
     history = state.loss_history
     if len(history) < 2:
         return
     improvement = history[-2] - history[-1]
     if 0.0 <= improvement <= tol:
         state.converged = True
-    elif improvement < 0 and state.cost_increased_at is None:
+    elif improvement < 0 and note_rise and state.cost_increased_at is None:
         state.cost_increased_at = len(history) - 1
-
-
-def with_l2(evaluate: Evaluate, l2: float) -> Evaluate:
-    """The objective J + (λ/2)·‖w‖² and its gradient; the intercept is never penalized.
-
-    Added on the driver after the distributed pass, as Spark MLlib does. scikit-learn's
-    C maps to λ = 1 / (C·m). Works for every solver: when ``evaluate`` also returns a
-    Hessian (Newton), λ is added to its feature diagonal.
-    """
-    if l2 == 0:
-        return evaluate
-
-    def penalized(w: np.ndarray, b: float):
-        cost, dw, db, *hessian = evaluate(w, b)
-        result = (cost + 0.5 * l2 * float(w @ w), dw + l2 * w, db)
-        if not hessian:
-            return result
-        ridged = hessian[0].copy()
-        ridged[np.arange(len(w)), np.arange(len(w))] += l2
-        return (*result, ridged)
-
-    return penalized
 
 
 def lbfgs(
@@ -115,44 +194,48 @@ def lbfgs(
     state: SolverState,
     max_iter: int,
     tol: float,
-    callback: Callable[[IterationInfo], None] | None = None,
+    callback: Callback | None = None,
+    *,
+    l1: L1Penalty = NO_L1,
     memory: int = 10,
 ) -> SolverState:
-    """L-BFGS (scipy's L-BFGS-B, unbounded) on the driver over the same distributed pass.
+    """L-BFGS (scipy's L-BFGS-B) on the driver over the same distributed pass.
 
     Every function evaluation is one pass returning cost and gradient together; the line
     search and the two-loop recursion over the last ``memory`` pairs run on the driver.
-    ``tol`` is scipy's ``ftol``: stop when (J_k − J_{k+1}) / max(|J_k|, |J_{k+1}|, 1) ≤ tol,
-    which for a log loss below 1 is the same rule as gradient descent's.
-    ``loss_history`` holds the cost at each accepted iterate; ``n_iter`` counts them.
+    With an L1 term the problem is rewritten smooth and bound-constrained, θ = u − v with
+    u, v ≥ 0 and penalty λ₁·Σ(u + v), the standard reformulation L-BFGS-B solves exactly
+    (OWL-QN's job, without a hand-written OWL-QN). ``loss_history`` holds the objective at
+    each accepted iterate; ``n_iter`` counts them.
     """
     from scipy.optimize import minimize
 
-    n = len(state.coef)
+    split = _SplitL1(l1, len(state.params))
     last: dict = {}
 
-    def objective(x: np.ndarray):
-        cost, dw, db = evaluate(x[:n], float(x[n]))
-        last.update(x=x.copy(), cost=cost, grad=np.append(dw, db))
+    def objective(z: np.ndarray):
+        theta = split.theta(z)
+        cost, grad = evaluate(theta)[:2]
+        last.update(grad=grad, theta=theta)
+        value, gradient = split.objective(z, cost, grad)
         if not state.loss_history:
-            state.loss_history.append(cost)  # J at the starting point
-        return cost, last["grad"]
+            state.loss_history.append(value)  # F at the starting point
+        return value, gradient
 
     def on_iterate(intermediate_result) -> None:  # scipy passes the result by this name
-        x, cost = intermediate_result.x, float(intermediate_result.fun)
-        state.coef, state.intercept = x[:n].copy(), float(x[n])
         state.n_iter += 1
-        state.loss_history.append(cost)
-        state.grad_norm = float(np.linalg.norm(last["grad"]))
+        theta = split.theta(intermediate_result.x)
+        norm = l1.optimality(theta, last["grad"])
+        _record(state, theta, float(intermediate_result.fun), norm, 0.0, None)
         if callback is not None:
-            callback(IterationInfo(state.n_iter, cost, state.grad_norm, state))
+            callback(IterationInfo(state.n_iter, state.loss_history[-1], norm, state))
 
-    x0 = np.append(state.coef, state.intercept)
     result = minimize(
         objective,
-        x0,
+        split.start(state.params),
         jac=True,
         method="L-BFGS-B",
+        bounds=split.bounds(),
         callback=on_iterate,
         options={
             "maxiter": max(1, max_iter - state.n_iter),
@@ -161,53 +244,73 @@ def lbfgs(
             "maxcor": memory,
         },
     )
-    state.coef, state.intercept = result.x[:n].copy(), float(result.x[n])
-    state.grad_norm = float(np.linalg.norm(result.jac))
+    state.params = split.theta(result.x)
     state.converged = bool(result.success)
     if state.loss_history[-1] != float(result.fun):
         state.loss_history.append(float(result.fun))
     return state
 
 
-# evaluate(w, b) -> (J, dw, db, H) with H the (features+1)² Hessian, intercept last
-EvaluateHessian = Callable[[np.ndarray, float], tuple[float, np.ndarray, float, np.ndarray]]
-NEWTON_MAX_FEATURES = 2000
+class _SplitL1:
+    """θ ↔ z = [θ, v] with the penalized entries written θ = u − v (u kept in θ's place)."""
+
+    def __init__(self, l1: L1Penalty, n: int):
+        self.l1 = l1
+        self.n = n
+        self.mask = l1.mask if l1.strength else np.zeros(n, dtype=bool)
+        self.k = int(self.mask.sum())
+
+    def start(self, theta: np.ndarray) -> np.ndarray:
+        u = theta.copy()
+        u[self.mask] = np.maximum(theta[self.mask], 0.0)
+        return np.concatenate([u, np.maximum(-theta[self.mask], 0.0)])
+
+    def theta(self, z: np.ndarray) -> np.ndarray:
+        theta = z[: self.n].copy()
+        theta[self.mask] -= z[self.n :]
+        return theta
+
+    def bounds(self):
+        lower = [0.0 if m else None for m in self.mask] + [0.0] * self.k
+        return [(lo, None) for lo in lower]
+
+    def objective(self, z, cost, grad):
+        if not self.k:
+            return cost, grad
+        strength = self.l1.strength
+        value = cost + strength * float(z[: self.n][self.mask].sum() + z[self.n :].sum())
+        gradient = np.concatenate([grad, -grad[self.mask] + strength])
+        gradient[: self.n][self.mask] += strength
+        return value, gradient
 
 
 def newton(
-    evaluate: EvaluateHessian,
+    evaluate: Evaluate,
     state: SolverState,
     max_iter: int,
     tol: float,
-    callback: Callable[[IterationInfo], None] | None = None,
+    callback: Callback | None = None,
 ) -> SolverState:
     """Newton's method (IRLS): each pass also sums Xᵀ·diag(a(1−a))·X, the driver solves
-    H·Δ = g and steps w := w − Δ, halving the step while the cost rises.
+    H·Δ = g and steps θ := θ − Δ, halving the step while the cost rises.
 
-    Same stopping rule as gradient descent (0 ≤ J_{k−1} − J_k ≤ tol), usually reached in
-    ten or so passes. ``loss_history`` holds the cost at every accepted point.
+    Same stopping rule as gradient descent, usually reached in ten or so passes.
+    ``loss_history`` holds the cost at every accepted point.
     """
-    n = len(state.coef)
-    x = np.append(state.coef, state.intercept)
+    x = state.params.copy()
     previous, step = None, None  # (cost, point) before the last step, and that step
     while True:
-        cost, dw, db, hessian = evaluate(x[:n], float(x[n]))
+        cost, grad, hessian = evaluate(x)
         if previous is not None and cost > previous[0]:
             if np.max(np.abs(step)) < 1e-300:
                 return state
             step = step / 2  # back off along the same direction: the cost rose
             x = previous[1] - step
             continue
-        gradient = np.append(dw, db)
-        state.coef, state.intercept = x[:n].copy(), float(x[n])
-        state.loss_history.append(cost)
-        state.grad_norm = float(np.linalg.norm(gradient))
-        _note_progress(state, tol)
-        if callback is not None:
-            callback(IterationInfo(state.n_iter, cost, state.grad_norm, state))
+        _record(state, x, cost, float(np.linalg.norm(grad)), tol, callback)
         if state.converged or state.n_iter >= max_iter:
             return state
-        step = np.linalg.solve(hessian, gradient)
+        step = np.linalg.solve(hessian, grad)
         previous = (cost, x)
         x = x - step
         state.n_iter += 1

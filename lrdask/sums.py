@@ -68,3 +68,43 @@ class NewtonSums:
         """J, dw, db and the averaged Hessian (intercept last)."""
         cost, dw, db = self.sums.mean()
         return cost, dw, db, self.hessian / self.sums.count
+
+
+@dataclass(frozen=True)
+class MomentSums:
+    """Weighted count, mean and Σ s·(x − mean)² per column: what standardization needs."""
+
+    count: float
+    mean: np.ndarray
+    m2: np.ndarray
+
+    @classmethod
+    def zeros(cls, n_features: int) -> MomentSums:
+        return cls(0.0, np.zeros(n_features), np.zeros(n_features))
+
+    @classmethod
+    def of_block(cls, X: np.ndarray, weights: np.ndarray | None = None) -> MomentSums:
+        """Two-pass moments of one block of rows (float64)."""
+        if weights is None:
+            count = float(X.shape[0])
+            mean = X.mean(axis=0) if count else np.zeros(X.shape[1])
+            return cls(count, mean, ((X - mean) ** 2).sum(axis=0))
+        count = float(weights.sum())
+        if count <= 0:
+            return cls.zeros(X.shape[1])
+        mean = weights @ X / count
+        return cls(count, mean, weights @ ((X - mean) ** 2))
+
+    def merge(self, other: MomentSums) -> MomentSums:
+        """Chan, Golub & LeVeque's pairwise update."""
+        count = self.count + other.count
+        if count == 0:
+            return self
+        delta = other.mean - self.mean
+        mean = self.mean + delta * (other.count / count)
+        m2 = self.m2 + other.m2 + delta**2 * (self.count * other.count / count)
+        return MomentSums(count, mean, m2)
+
+    def variance(self) -> np.ndarray:
+        """Population variance (divided by the total weight), as StandardScaler uses."""
+        return self.m2 / self.count

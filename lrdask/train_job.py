@@ -15,16 +15,35 @@ import time
 from dataclasses import dataclass, field
 
 from lrdask import artifact, storage
-from lrdask.checkpoint import Checkpoints, run_identity
+from lrdask.checkpoint import Checkpoints
 from lrdask.cluster import connect, dashboard_link
 from lrdask.dataset import plan_dataset
 from lrdask.errors import LrdaskError, NotConvergedError, OutputExistsError
 from lrdask.estimator import LogisticRegression
 from lrdask.outputs import is_complete, withdraw_success, write_run_outputs
 from lrdask.progress import TrainingProgress
-from lrdask.solvers import SolverState
 
 log = logging.getLogger("lrdask")
+
+
+# TrainConfig fields that are LogisticRegression parameters of the same name.
+ESTIMATOR_OPTIONS = (
+    "alpha",
+    "max_iter",
+    "tol",
+    "dtype",
+    "solver",
+    "l2",
+    "l1",
+    "line_search",
+    "weight_col",
+    "class_weight",
+    "standardize",
+    "init",
+    "family",
+    "validation_every",
+    "early_stopping",
+)
 
 
 @dataclass
@@ -40,6 +59,16 @@ class TrainConfig:
     dtype: str = "float64"
     solver: str = "gd"
     l2: float = 0.0
+    l1: float = 0.0
+    line_search: bool = False
+    weight_col: str | None = None
+    class_weight: str | None = None
+    standardize: bool = False
+    init: str | None = None
+    family: str = "binomial"
+    validation: str | None = None
+    validation_every: int = 10
+    early_stopping: int = 0
     scheduler: str | None = None
     workers: int | None = None
     connect_timeout: float = 30.0
@@ -73,16 +102,16 @@ class TrainOutcome:
 def run_training(cfg: TrainConfig) -> TrainOutcome:
     """Train (or find the identical finished model) and return where the model is."""
     started = time.monotonic()
-    model = LogisticRegression(
-        alpha=cfg.alpha,
-        max_iter=cfg.max_iter,
-        tol=cfg.tol,
-        dtype=cfg.dtype,
-        solver=cfg.solver,
-        l2=cfg.l2,
-    )
+    model = LogisticRegression(**{name: getattr(cfg, name) for name in ESTIMATOR_OPTIONS})
     model._validate_params()
-    plan = plan_dataset(cfg.data, cfg.label, cfg.features, cfg.exclude, cfg.storage_options)
+    plan = plan_dataset(
+        cfg.data,
+        cfg.label,
+        cfg.features,
+        cfg.exclude,
+        cfg.storage_options,
+        weight=cfg.weight_col,
+    )
     log.info(
         "data: %s, %d rows in %d partition(s) of %d file(s), %d features",
         cfg.data,
@@ -91,7 +120,12 @@ def run_training(cfg: TrainConfig) -> TrainOutcome:
         len(plan.files),
         len(plan.features),
     )
-    identity = run_identity(plan.fingerprint_items(), model.run_options(cfg.label, plan.features))
+    validation = None
+    if cfg.validation:
+        validation = plan_dataset(
+            cfg.validation, cfg.label, plan.features, None, cfg.storage_options
+        )
+    identity = model.identity_of(plan, validation, cfg.storage_options)
     finished = _finished_model(cfg, identity)
     if finished is not None:
         return finished
@@ -109,6 +143,7 @@ def run_training(cfg: TrainConfig) -> TrainOutcome:
                 plan,
                 label=cfg.label,
                 client=client,
+                validation=validation,
                 callback=progress,
                 checkpoint_dir=cfg.checkpoint_location,
                 checkpoint_every=cfg.checkpoint_every,
@@ -119,8 +154,8 @@ def run_training(cfg: TrainConfig) -> TrainOutcome:
         finally:
             progress.close()
     _log_result(model, time.monotonic() - started)
-    if cfg.fail_on_no_convergence and not model.converged_:
-        checkpoints.save(_state_of(model))
+    if cfg.fail_on_no_convergence and not (model.converged_ or model.stopped_early_):
+        checkpoints.save(model.solver_state_)
         raise NotConvergedError(
             f"no convergence within --max-iter {cfg.max_iter} (last improvement "
             f"{_last_improvement(model):.3g} > --tol {cfg.tol:g}); no model written. Rerun "
@@ -185,23 +220,13 @@ def log_cluster(client, scheduler: str | None) -> None:
         log.info("Dask dashboard: %s", link)
 
 
-def _state_of(model: LogisticRegression) -> SolverState:
-    return SolverState(
-        model.coef_,
-        model.intercept_,
-        model.n_iter_,
-        list(model.loss_history_),
-        cost_increased_at=model.cost_increased_at_,
-    )
-
-
 def _last_improvement(model: LogisticRegression) -> float:
     history = model.loss_history_
     return history[-2] - history[-1] if len(history) > 1 else float("nan")
 
 
 def _log_result(model: LogisticRegression, seconds: float) -> None:
-    status = "converged" if model.converged_ else "stopped at max_iter"
+    status = model.stop_reason_.split(":")[0]
     history = model.loss_history_
     log.info(
         "%s after %d iterations: cost %.10g -> %.10g on %d rows (%d partitions) in %.1fs",

@@ -28,10 +28,10 @@ def test_identity_depends_on_data_and_options(tmp_path):
 
 def test_checkpoint_round_trip_and_mismatch(tmp_path, caplog):
     identity = run_identity([("f", 1)], {"alpha": 0.1})
-    state = SolverState(np.array([0.1, -0.2]), 0.3, n_iter=7, loss_history=[0.7, 0.6, 0.5])
+    state = SolverState(np.array([0.1, -0.2, 0.3]), n_iter=7, loss_history=[0.7, 0.6, 0.5])
     Checkpoints(str(tmp_path), 5, identity).save(state)
     resumed = Checkpoints(str(tmp_path), 5, identity).resume()
-    assert np.array_equal(resumed.coef, state.coef) and resumed.intercept == 0.3
+    assert np.array_equal(resumed.params, state.params)
     assert resumed.n_iter == 7 and resumed.loss_history == [0.7, 0.6]
     other = run_identity([("f", 2)], {"alpha": 0.1})
     with caplog.at_level(logging.WARNING, logger="lrdask"):
@@ -102,7 +102,7 @@ def test_checkpoint_every_n(tmp_path, every):
     class Info:
         def __init__(self, k):
             self.iteration = k
-            self.state = SolverState(np.zeros(1), 0.0, n_iter=k, loss_history=[0.0] * (k + 1))
+            self.state = SolverState(np.zeros(2), n_iter=k, loss_history=[0.0] * (k + 1))
 
     saved = []
     for k in range(15):

@@ -8,7 +8,7 @@ from lrdask.solvers import IterationInfo, SolverState
 
 
 def info(k, cost):
-    return IterationInfo(k, cost, 0.5, SolverState(np.zeros(1), 0.0, n_iter=k))
+    return IterationInfo(k, cost, 0.5, SolverState(np.zeros(2), n_iter=k))
 
 
 def test_bar_on_a_terminal_shows_iteration_and_cost(capsys):

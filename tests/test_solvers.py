@@ -7,15 +7,21 @@ from lrdask.solvers import SolverState, gradient_descent
 
 
 def numpy_evaluate(X, y):
-    return lambda w, b: log_loss_sums(X, y, w, b).mean()
+    """θ = [w, b] -> (J, ∇J) from the NumPy kernel."""
+
+    def evaluate(theta):
+        cost, dw, db = log_loss_sums(X, y, theta[:-1], theta[-1]).mean()
+        return cost, np.append(dw, db)
+
+    return evaluate
 
 
 def test_gd_is_the_lecture_update():
     X, y = random_problem(200, 3, seed=1)
-    state = gradient_descent(numpy_evaluate(X, y), SolverState.initial(3), 0.5, 40, 0.0)
+    state = gradient_descent(numpy_evaluate(X, y), SolverState.initial(4), 0.5, 40, 0.0)
     w, b, costs = numpy_gradient_descent(X, y, 0.5, 40)
-    np.testing.assert_allclose(state.coef, w, rtol=1e-12, atol=1e-14)
-    assert abs(state.intercept - b) < 1e-14
+    np.testing.assert_allclose(state.params[:3], w, rtol=1e-12, atol=1e-14)
+    assert abs(state.params[3] - b) < 1e-14
     np.testing.assert_allclose(state.loss_history[:40], costs, rtol=1e-13)
     assert state.n_iter == 40 and len(state.loss_history) == 41 and not state.converged
 
@@ -23,25 +29,25 @@ def test_gd_is_the_lecture_update():
 def test_history_point_k_is_the_cost_after_k_updates():
     X, y = random_problem(100, 2, seed=2)
     evaluate = numpy_evaluate(X, y)
-    state = gradient_descent(evaluate, SolverState.initial(2), 0.3, 5, 0.0)
-    assert state.loss_history[-1] == evaluate(state.coef, state.intercept)[0]
+    state = gradient_descent(evaluate, SolverState.initial(3), 0.3, 5, 0.0)
+    assert state.loss_history[-1] == evaluate(state.params)[0]
     assert state.loss_history[0] == np.log(2)
 
 
 def test_converges_and_returns_the_last_evaluated_point():
     X, y = random_problem(300, 2, seed=3)
     evaluate = numpy_evaluate(X, y)
-    state = gradient_descent(evaluate, SolverState.initial(2), 1.0, 100_000, 1e-9)
+    state = gradient_descent(evaluate, SolverState.initial(3), 1.0, 100_000, 1e-9)
     assert state.converged and state.n_iter < 100_000
     assert 0 <= state.loss_history[-2] - state.loss_history[-1] <= 1e-9
-    cost, dw, db = evaluate(state.coef, state.intercept)
+    cost, grad = evaluate(state.params)
     assert cost == state.loss_history[-1]
-    assert state.grad_norm == np.sqrt(dw @ dw + db * db)
+    assert state.grad_norm == np.linalg.norm(grad)
 
 
 def test_too_large_alpha_is_noticed_not_called_converged():
     X, y = random_problem(300, 2, seed=4, scale=10.0)
-    state = gradient_descent(numpy_evaluate(X, y), SolverState.initial(2), 50.0, 30, 1e-3)
+    state = gradient_descent(numpy_evaluate(X, y), SolverState.initial(3), 50.0, 30, 1e-3)
     assert state.cost_increased_at is not None
     assert not state.converged or state.loss_history[-2] >= state.loss_history[-1]
 
@@ -52,15 +58,15 @@ def test_callback_sees_every_iteration_and_can_continue_a_run():
     evaluate = numpy_evaluate(X, y)
     state = gradient_descent(
         evaluate,
-        SolverState.initial(2),
+        SolverState.initial(3),
         0.5,
         6,
         0.0,
         callback=lambda info: seen.append((info.iteration, info.cost)),
     )
     assert [i for i, _ in seen] == list(range(7))
-    whole = gradient_descent(evaluate, SolverState.initial(2), 0.5, 12, 0.0)
+    whole = gradient_descent(evaluate, SolverState.initial(3), 0.5, 12, 0.0)
     state.loss_history.pop()  # the continuation evaluates the same point again
     state = gradient_descent(evaluate, state, 0.5, 12, 0.0)
-    np.testing.assert_array_equal(state.coef, whole.coef)
+    np.testing.assert_array_equal(state.params, whole.params)
     assert state.loss_history == whole.loss_history

@@ -1,0 +1,85 @@
+"""Held-out data during training: its cost every N iterations, and early stopping on it.
+
+The validation set is loaded once, like the training data, and each check is one more
+pass (over the held-out rows only) at the current model. The costs are recorded in the
+solver state, so they reach checkpoints, ``model.json`` and the plot.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from lrdask.dataset import DatasetPlan
+from lrdask.errors import DataError
+from lrdask.evaluation import (
+    evaluation_sums,
+    metrics,
+    multiclass_evaluation_sums,
+    multiclass_metrics,
+)
+from lrdask.loading import check_reports
+from lrdask.scheduling import persist_plan
+from lrdask.solvers import IterationInfo, SolverState, StopTraining
+
+log = logging.getLogger("lrdask")
+
+
+class ValidationMonitor:
+    """A solver callback: the held-out log loss every ``every`` iterations; with
+    ``patience`` > 0, stop when it has not improved for that many checks in a row."""
+
+    def __init__(self, plan: DatasetPlan, family: str, kernel, objective, every: int, patience):
+        self.plan = plan
+        self.family = family
+        self.kernel = kernel
+        self.objective = objective
+        self.every = every
+        self.patience = patience
+        self.blocks = None
+
+    def start(self, client, timeout):
+        """Load and check the held-out data; returns its blocks (the caller releases them)."""
+        self.blocks = persist_plan(client, self.plan, "float64", timeout, True, self.family)
+        counts = check_reports(self.blocks.reports(), self.plan.label, self.family, training=False)
+        classes = self.objective.layout.outputs if self.family == "multinomial" else 2
+        if len(counts) > classes:
+            raise DataError(
+                f"{self.plan.url}: validation labels include class {len(counts) - 1}, which the "
+                f"training data does not have ({classes} classes)"
+            )
+        return self.blocks
+
+    def __call__(self, info: IterationInfo) -> None:
+        if info.iteration % self.every == 0:
+            self.check(info.iteration, info.state)
+
+    def check(self, iteration: int, state: SolverState) -> float:
+        coef, intercept = self.objective.to_model(state.params)
+        cost = self.blocks.partial_sums(coef, intercept, kernel=self.kernel).mean()[0]
+        state.validation_history.append([iteration, cost])
+        log.info("validation cost %.10g at iteration %d", cost, iteration)
+        self._maybe_stop(state.validation_history)
+        return cost
+
+    def _maybe_stop(self, history: list) -> None:
+        costs = [cost for _, cost in history]
+        best = int(np.argmin(costs))
+        if self.patience and len(costs) - 1 - best >= self.patience:
+            raise StopTraining(
+                f"early stopping: the validation cost has not improved for {self.patience} "
+                f"checks (best {costs[best]:.6g} at iteration {history[best][0]})"
+            )
+
+    def final_metrics(self, state: SolverState) -> dict:
+        """Metrics of the final model on the held-out data (and its cost in the history)."""
+        if not state.validation_history or state.validation_history[-1][0] != state.n_iter:
+            coef, intercept = self.objective.to_model(state.params)
+            cost = self.blocks.partial_sums(coef, intercept, kernel=self.kernel).mean()[0]
+            state.validation_history.append([state.n_iter, cost])
+        coef, intercept = self.objective.to_model(state.params)
+        if self.family == "multinomial":
+            sums = self.blocks.partial_sums(coef, intercept, kernel=multiclass_evaluation_sums)
+            return multiclass_metrics(sums)
+        return metrics(self.blocks.partial_sums(coef, intercept, kernel=evaluation_sums))
