@@ -9,6 +9,7 @@ import signal
 import sys
 
 import click
+import numpy as np
 from click.core import ParameterSource
 
 from lrdask import __version__
@@ -472,8 +473,16 @@ def predict(
     show_default=True,
     help="Type of the feature columns in the files.",
 )
+@click.option(
+    "--offset",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Draw the rows from another stream: with the same --seed and --features, "
+    "e.g. --offset 1000 makes a held-out set from the same true weights.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT_DIR.")
-def make_data(out_dir, rows, features, partitions, seed, dtype, overwrite) -> None:
+def make_data(out_dir, rows, features, partitions, seed, dtype, offset, overwrite) -> None:
     """Write a synthetic binary data set (label `y`) from known weights to OUT_DIR.
 
     The true weights are recorded in OUT_DIR/_truth.json.
@@ -481,7 +490,7 @@ def make_data(out_dir, rows, features, partitions, seed, dtype, overwrite) -> No
     from lrdask.synthetic import make_data as _make
 
     setup_logging()
-    _make(out_dir, rows, features, partitions, seed, overwrite, dtype)
+    _make(out_dir, rows, features, partitions, seed, overwrite, dtype, offset)
     log.info("wrote %d rows x %d features in %d files to %s", rows, features, partitions, out_dir)
     click.echo(out_dir)
 
@@ -547,35 +556,51 @@ def plot(model_dir, out) -> None:
 def info(model_dir, as_json) -> None:
     """Print the model: features by weight magnitude, intercept, iterations, final cost."""
     model = LogisticRegression.load(model_dir)
-    rows = sorted(
-        zip(model.feature_names_in_, model.coef_, strict=True), key=lambda item: -abs(item[1])
-    )
+    coef = np.atleast_2d(model.coef_)  # one row per class (a single row for binomial)
+    order = np.argsort(-np.abs(coef).max(axis=0), kind="stable")
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "features": [{"name": n, "weight": float(w)} for n, w in rows],
-                    "intercept": model.intercept_,
-                    "iterations": model.n_iter_,
-                    "converged": model.converged_,
-                    "final_cost": model.loss_history_[-1],
-                    "n_rows": model.n_rows_,
-                    "label": model.label_,
-                },
-                indent=2,
-            )
-        )
+        click.echo(json.dumps(_info_doc(model, coef, order), indent=2))
         return
-    width = max(len("feature"), *(len(n) for n, _ in rows))
+    width = max(len("feature"), *(len(n) for n in model.feature_names_in_))
     click.echo(f"model      {model_dir}")
-    click.echo(f"label      {model.label_}")
+    click.echo(
+        f"label      {model.label_} ({model.family}, classes {[int(c) for c in model.classes_]})"
+    )
+    click.echo(f"solver     {model.solver}")
     click.echo(f"rows       {model.n_rows_}")
-    click.echo(f"iterations {model.n_iter_} ({'converged' if model.converged_ else 'max_iter'})")
+    click.echo(f"iterations {model.n_iter_} ({model.stop_reason_ or 'max_iter'})")
+    click.echo(f"passes     {model.n_passes_}")
     click.echo(f"final cost {model.loss_history_[-1]:.10g}")
-    click.echo(f"intercept  {model.intercept_:+.6g}")
-    click.echo(f"\n{'feature':<{width}}  weight")
-    for name, weight in rows:
-        click.echo(f"{name:<{width}}  {weight:+.6g}")
+    intercepts = np.atleast_1d(model.intercept_)
+    click.echo("intercept  " + "  ".join(f"{b:+.6g}" for b in intercepts))
+    header = "weight" if len(coef) == 1 else "  ".join(f"class {k:<4}" for k in model.classes_)
+    click.echo(f"\n{'feature':<{width}}  {header}")
+    for j in order:
+        values = "  ".join(f"{w:+.6g}".ljust(10) for w in coef[:, j])
+        click.echo(f"{model.feature_names_in_[j]:<{width}}  {values}".rstrip())
+
+
+def _info_doc(model, coef: np.ndarray, order: np.ndarray) -> dict:
+    weights = [
+        {"name": model.feature_names_in_[j], "weight": float(coef[0, j])}
+        if len(coef) == 1
+        else {"name": model.feature_names_in_[j], "weights": coef[:, j].tolist()}
+        for j in order
+    ]
+    return {
+        "features": weights,
+        "intercept": np.asarray(model.intercept_).tolist(),
+        "family": model.family,
+        "solver": model.solver,
+        "iterations": model.n_iter_,
+        "passes": model.n_passes_,
+        "converged": model.converged_,
+        "stop_reason": model.stop_reason_,
+        "final_cost": model.loss_history_[-1],
+        "n_rows": model.n_rows_,
+        "label": model.label_,
+        "metrics": model.training_metrics_,
+    }
 
 
 @contextlib.contextmanager

@@ -50,13 +50,20 @@ def training_metrics(model, params: dict | None = None) -> dict:
         "initial_cost": history[0],
         "final_cost": history[-1],
         "iterations": model.n_iter_,
-        "passes": len(history),
+        "passes": getattr(model, "n_passes_", len(history)),
+        "solver": model.solver,
+        "family": model.family,
+        "stop_reason": getattr(model, "stop_reason_", ""),
+        "train_log_loss": getattr(model, "training_metrics_", {}).get("train_log_loss"),
+        "validation": getattr(model, "validation_metrics_", None),
         "converged": bool(model.converged_),
         "grad_norm": model.grad_norm_,
         "n_rows": getattr(model, "n_rows_", None),
         "n_features": model.n_features_in_,
         "seconds": round(seconds, 3),
-        "passes_per_second": round(len(history) / seconds, 3) if seconds > 0 else None,
+        "passes_per_second": (
+            round(getattr(model, "n_passes_", len(history)) / seconds, 3) if seconds > 0 else None
+        ),
     }
 
 
@@ -70,11 +77,19 @@ def loss_curve_png(model, title: str | None = None) -> bytes:
     history = model.loss_history_
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
     try:
-        ax.plot(range(len(history)), history, color="tab:blue", linewidth=1.8)
+        ax.plot(range(len(history)), history, color="tab:blue", linewidth=1.8, label="training")
+        validation = getattr(model, "validation_history_", None) or []
+        if validation:
+            steps, costs = zip(*validation, strict=True)
+            ax.plot(steps, costs, "o-", color="tab:orange", markersize=3, label="validation")
+            ax.legend()
         ax.set_xlabel("iteration")
-        ax.set_ylabel("cost J(w, b)")
-        status = "converged" if model.converged_ else "max_iter reached"
-        ax.set_title(title or f"Cost per iteration (α = {model.alpha:g}, {status})")
+        ax.set_ylabel("cost J(w, b)" + (" + penalty" if model.l1 or model.l2 else ""))
+        status = (getattr(model, "stop_reason_", "") or "").split(":")[0] or (
+            "converged" if model.converged_ else "max_iter reached"
+        )
+        step = f"α = {model.alpha:g}, " if model.solver in ("gd", "agd") else ""
+        ax.set_title(title or f"Cost per iteration ({model.solver}, {step}{status})")
         ax.annotate(
             f"J = {history[-1]:.6g}",
             (len(history) - 1, history[-1]),

@@ -49,8 +49,12 @@ def make_data(
     seed: int = 0,
     overwrite: bool = False,
     dtype: str = "float64",
+    offset: int = 0,
 ) -> dict:
-    """Write ``partitions`` Parquet files with ``rows`` rows in all; returns the truth record."""
+    """Write ``partitions`` Parquet files with ``rows`` rows in all; returns the truth record.
+
+    Rows come from the seed pair (seed, offset + i) for partition i: the same ``seed``
+    with another ``offset`` draws new rows from the same true model (a held-out set)."""
     if rows < 1 or features < 1 or partitions < 1:
         raise ConfigError("--rows, --features and --partitions must each be at least 1")
     if os.path.exists(out_dir) and os.listdir(out_dir) and not overwrite:
@@ -61,7 +65,7 @@ def make_data(
     try:
         sizes = np.diff(np.linspace(0, rows, partitions + 1).round().astype(int))
         for index, n in enumerate(sizes):
-            table = make_partition(int(n), w, b, seed, index, dtype)
+            table = make_partition(int(n), w, b, seed, offset + index, dtype)
             pq.write_table(table, os.path.join(staging, f"part-{index:05d}.parquet"))
         truth = {
             "coef": w.tolist(),
@@ -71,6 +75,7 @@ def make_data(
             "features": [f"x{j}" for j in range(features)],
             "partitions": partitions,
             "seed": seed,
+            "offset": offset,
         }
         with open(os.path.join(staging, TRUTH_FILE), "w") as fh:
             json.dump(truth, fh, indent=2)

@@ -135,3 +135,56 @@ def test_train_with_lbfgs_and_l2(tmp_path):
     doc = json.loads((tmp_path / "m" / "model.json").read_text())
     assert doc["solver"] == "lbfgs" and doc["options"]["l2"] == 0.01
     assert doc["training"]["converged"] and doc["training"]["n_iter"] < 100
+
+
+def test_train_with_every_model_option(tmp_path):
+    from test_options import write_weighted
+
+    X, y = random_problem(800, 3, seed=31, scale=3.0)
+    weights = np.random.default_rng(2).uniform(0.5, 2.0, size=800)
+    data = write_weighted(tmp_path / "data", X[:600], y[:600], weights[:600], [300, 300])
+    held = write_partitions(tmp_path / "held", X[600:], y[600:], [200])
+    common = ["--label", "y", "--workers", 1, "--weight-col", "w", "--standardize"]
+    lrdask("train", data, "--out", tmp_path / "a", "--max-iter", 5, *common)
+    lrdask(
+        "train",
+        data,
+        "--out",
+        tmp_path / "m",
+        "--solver",
+        "agd",
+        "--line-search",
+        "--l1",
+        0.001,
+        "--l2",
+        0.001,
+        "--class-weight",
+        "balanced",
+        "--init",
+        tmp_path / "a",
+        "--validation",
+        held,
+        "--validation-every",
+        3,
+        "--early-stopping",
+        2,
+        "--tol",
+        0,
+        "--max-iter",
+        200,
+        *common,
+    )
+    doc = json.loads((tmp_path / "m" / "model.json").read_text())
+    options = doc["options"]
+    assert (options["solver"], options["line_search"], options["l1"]) == ("agd", True, 0.001)
+    assert options["weight_col"] == "w" and options["class_weight"] == "balanced"
+    assert options["standardize"] and options["init"] == str(tmp_path / "a")
+    assert doc["features"] == ["x0", "x1", "x2"]  # the weight column is not a feature
+    training = doc["training"]
+    assert training["loss_history"][0] < np.log(2)  # warm start: not from w = 0
+    assert [k for k, _ in training["validation_history"]][:3] == [0, 3, 6]
+    assert training["n_passes"] > training["n_iter"]
+    assert set(training["metrics"]["validation"]) >= {"log_loss", "roc_auc", "accuracy"}
+    assert len(training["standardization"]["mean"]) == 3
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    assert metrics["solver"] == "agd" and metrics["validation"]["rows"] == 200
