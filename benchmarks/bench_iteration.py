@@ -345,10 +345,10 @@ def measured_load(client: Client, plan: DatasetPlan) -> tuple[PersistedBlocks, d
     return blocks, {"seconds": [first, second], "best": min(first, second), "memory": memory}
 
 
-def time_passes(client: Client, blocks: PersistedBlocks, iterations: int) -> dict:
+def time_passes(client: Client, blocks: PersistedBlocks, n_features: int, iterations: int) -> dict:
     """Per-pass seconds of partial_sums along a gradient-descent path, and for each pass the
     kernel time of the slowest worker (``fold_blocks`` timed on the workers)."""
-    w, b = np.zeros(blocks.n_features), 0.0
+    w, b = np.zeros(n_features), 0.0
     samples, windows = [], []
     client.run(_install_fold_timer)
     try:
@@ -414,14 +414,14 @@ def _timed_fold(w: np.ndarray, b: float, *blocks) -> float:
     return time.perf_counter() - start
 
 
-def kernel_alone(client: Client, blocks: PersistedBlocks, repeat: int) -> dict:
+def kernel_alone(client: Client, blocks: PersistedBlocks, n_features: int, repeat: int) -> dict:
     """Kernel seconds of each worker's task when the workers run one at a time (no
     contention for cores or memory bandwidth); the slowest worker per round is kept."""
     who_has = client.who_has(blocks.futures)
     groups: dict[str, list] = {}
     for future in blocks.futures:
         groups.setdefault(sorted(who_has[future.key])[0], []).append(future)
-    w = np.full(blocks.n_features, 0.1)
+    w = np.full(n_features, 0.1)
     slowest = []
     for _ in range(repeat):
         alone = [
@@ -462,8 +462,8 @@ def bench_lrdask(client: Client, plan: DatasetPlan, iterations: int) -> dict:
     """Load, memory, per-pass times and the kernel/scheduling split for lrdask."""
     blocks, load = measured_load(client, plan)
     try:
-        passes = time_passes(client, blocks, iterations)
-        alone = kernel_alone(client, blocks, iterations)
+        passes = time_passes(client, blocks, len(plan.features), iterations)
+        alone = kernel_alone(client, blocks, len(plan.features), iterations)
     finally:
         blocks.release()
     return {"load": load, **passes, "kernel_alone": alone}
@@ -621,7 +621,7 @@ def bench_sweep(client: Client, args: argparse.Namespace) -> list[dict]:
         fresh_workers(client)
         blocks, load = load_blocks(client, plan)
         try:
-            timed = time_passes(client, blocks, args.iterations)
+            timed = time_passes(client, blocks, len(plan.features), args.iterations)
         finally:
             blocks.release()
         results.append(
