@@ -794,8 +794,7 @@ def environment(args: argparse.Namespace) -> dict:
         "cpu": cpu,
         "cores": os.cpu_count(),
         "workers": args.workers,
-        "iterations": args.iterations,
-        "rows_scale": args.rows_scale,
+        "options": dict(vars(args)),
         "load_average_at_start": os.getloadavg(),
     }
 

@@ -42,7 +42,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import sys
 import time
 import warnings
@@ -62,9 +61,9 @@ from bench_iteration import (
     other_cpu_usage,
     persisted_dask_arrays,
 )
+from bench_iteration import environment as iteration_environment
 from distributed import Client
 
-import lrdask
 from lrdask.cluster import connect
 from lrdask.dataset import plan_dataset
 from lrdask.errors import ConfigError
@@ -779,24 +778,14 @@ def _version(module: str) -> str:
 
 
 def environment(args: argparse.Namespace) -> dict:
-    import dask
+    """bench_iteration's record of the machine and versions, plus the baselines' versions."""
     import scipy
 
-    cpu = platform.processor()
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
-        cpu = next((ln.split(":", 1)[1].strip() for ln in fh if "model name" in ln), cpu)
     return {
-        "python": platform.python_version(),
-        "lrdask": lrdask.__version__,
-        "numpy": np.__version__,
+        **iteration_environment(args),
         "scipy": scipy.__version__,
-        "dask": dask.__version__,
         "sklearn": _version("sklearn"),
         "dask_ml": _version("dask_ml"),
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "options": {k: v for k, v in vars(args).items()},
-        "load_average_at_start": os.getloadavg(),
     }
 
 
