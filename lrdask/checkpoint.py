@@ -70,6 +70,8 @@ class Checkpoints:
                 cost_increased_at=doc.get("cost_increased_at"),
                 step=doc.get("step"),
                 validation_history=doc.get("validation_history", []),
+                anchor=None if doc.get("anchor") is None else np.asarray(doc["anchor"]),
+                momentum=float(doc.get("momentum", 1.0)),
             )
         except (KeyError, TypeError, ValueError):
             log.warning("ignoring checkpoint %s in an older format", self.location)
@@ -91,6 +93,8 @@ class Checkpoints:
             "cost_increased_at": state.cost_increased_at,
             "step": state.step,
             "validation_history": state.validation_history,
+            "anchor": None if state.anchor is None else [float(v) for v in state.anchor],
+            "momentum": state.momentum,
         }
         storage.write_bytes_atomic(self.location, json.dumps(doc).encode(), self.storage_options)
 

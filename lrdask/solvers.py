@@ -38,6 +38,8 @@ class SolverState:
     converged: bool = False
     cost_increased_at: int | None = None
     step: float | None = None  # the line search's last accepted step
+    anchor: np.ndarray | None = None  # agd: the last proximal iterate x (params holds y)
+    momentum: float = 1.0  # agd: FISTA's t_k
     validation_history: list[list[float]] = field(default_factory=list)  # [iteration, cost]
     stop_reason: str = ""
 
@@ -122,12 +124,14 @@ def gradient_descent(
     does not count as convergence; for plain gd it is recorded in ``cost_increased_at``
     (α is too large).
     """
-    x = state.params.copy()
+    y = state.params.copy()
+    x = y if state.anchor is None or not accelerate else state.anchor.copy()
     step = state.step or alpha
-    momentum = 1.0
-    y = x
+    momentum = state.momentum if accelerate else 1.0
     cost, grad = evaluate(y)[:2]
     while True:
+        if accelerate:  # what a continuation (or a checkpoint) needs besides y
+            state.anchor, state.momentum = x.copy(), momentum
         _record(state, y, cost + l1.value(y), l1.optimality(y, grad), tol, callback, accelerate)
         if state.converged or state.n_iter >= max_iter:
             return state

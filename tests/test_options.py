@@ -156,3 +156,26 @@ def test_validation_history_and_early_stopping(one_client, tmp_path):
     doc = json.loads((tmp_path / "m" / "model.json").read_text())
     assert doc["training"]["validation_history"][-1][0] == 15
     assert doc["training"]["metrics"]["validation"]["log_loss"] == pytest.approx(costs[-1])
+
+
+def test_options_agree_across_streaming_and_dask_dataframe_inputs(one_client, tmp_path):
+    import dask.dataframe as dd
+    import pandas as pd
+
+    X, y = random_problem(500, 3, seed=29, scale=4.0)
+    weights = np.random.default_rng(3).uniform(0, 2, size=500)
+    path = write_weighted(tmp_path / "w", X, y, weights, [200, 300])
+    params = {"solver": "lbfgs", "l2": 0.01, "weight_col": "w", "standardize": True}
+    cached = LogisticRegression(tol=1e-15, **params).fit(path, "y", client=one_client)
+    streamed = LogisticRegression(tol=1e-15, **params)
+    streamed.fit(path, "y", client=one_client, cache=False)
+    frame = pd.DataFrame(X, columns=["x0", "x1", "x2"]).assign(y=y.astype(int), w=weights)
+    from_frame = LogisticRegression(tol=1e-15, **params)
+    from_frame.fit(dd.from_pandas(frame, npartitions=3), "y", client=one_client)
+    for other in (streamed, from_frame):
+        np.testing.assert_allclose(other.coef_, cached.coef_, rtol=1e-9)
+        assert other.feature_names_in_ == ["x0", "x1", "x2"]
+    coef, _ = sklearn_solution(
+        (X - cached.scaling_.mean) / cached.scaling_.scale, y, 0.01, sample_weight=weights
+    )
+    np.testing.assert_allclose(cached.coef_ * cached.scaling_.scale, coef, atol=1e-6)

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from conftest import random_problem
 from reference import numpy_gradient_descent
 
@@ -68,5 +69,17 @@ def test_callback_sees_every_iteration_and_can_continue_a_run():
     whole = gradient_descent(evaluate, SolverState.initial(3), 0.5, 12, 0.0)
     state.loss_history.pop()  # the continuation evaluates the same point again
     state = gradient_descent(evaluate, state, 0.5, 12, 0.0)
+    np.testing.assert_array_equal(state.params, whole.params)
+    assert state.loss_history == whole.loss_history
+
+
+@pytest.mark.parametrize("options", [{"accelerate": True}, {"line_search": True}])
+def test_agd_and_line_search_continue_a_run_exactly(options):
+    X, y = random_problem(200, 3, seed=6, scale=2.0)
+    evaluate = numpy_evaluate(X, y)
+    whole = gradient_descent(evaluate, SolverState.initial(4), 0.5, 12, 0.0, **options)
+    state = gradient_descent(evaluate, SolverState.initial(4), 0.5, 6, 0.0, **options)
+    state.loss_history.pop()  # the continuation evaluates the same point again
+    state = gradient_descent(evaluate, state, 0.5, 12, 0.0, **options)
     np.testing.assert_array_equal(state.params, whole.params)
     assert state.loss_history == whole.loss_history
