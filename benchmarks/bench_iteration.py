@@ -59,8 +59,8 @@ from lrdask.cluster import connect
 from lrdask.dataset import DatasetPlan, plan_dataset
 from lrdask.estimator import LogisticRegression
 from lrdask.kernels import log_loss_sums
-from lrdask.loading import check_reports, load_piece
-from lrdask.scheduling import PersistedBlocks, fold_blocks
+from lrdask.loading import check_reports
+from lrdask.scheduling import PersistedBlocks, fold_blocks, persist_plan
 from lrdask.synthetic import make_data
 
 LABEL = "y"
@@ -317,16 +317,23 @@ def _memory_status() -> dict:
 
 
 def fresh_workers(client: Client) -> None:
-    """Restart the worker processes (clean memory) and pre-import lrdask on them."""
-    client.restart()
+    """Restart the worker processes (clean memory) and pre-import lrdask on them.
+
+    On this VM a restart after a multi-GiB data set sometimes outlasts distributed's 120 s
+    wait for the nannies; the workers do come back, so wait for them once more."""
+    expected = len(client.scheduler_info(n_workers=-1)["workers"])
+    try:
+        client.restart()
+    except TimeoutError:
+        log("workers are slow to restart; waiting up to 5 more minutes")
+        client.wait_for_workers(expected, timeout=300)
     client.run(_warm_worker)
 
 
 def load_blocks(client: Client, plan: DatasetPlan) -> tuple[PersistedBlocks, float]:
     """Load every piece into worker memory as fit does; returns the blocks and seconds."""
-    args = [(piece, plan.fs, plan.features, plan.label, "float64") for piece in plan.pieces]
     start = time.perf_counter()
-    blocks = PersistedBlocks.from_loaders(client, load_piece, args)
+    blocks = persist_plan(client, plan, "float64", None)
     reports = blocks.reports()
     seconds = time.perf_counter() - start
     check_reports(reports, plan.label)
@@ -553,7 +560,8 @@ def bench_dask_ml(client: Client, path: str, features: list[str], iterations: in
 def bench_size(client: Client, size: Size, args: argparse.Namespace) -> dict:
     path = ensure_data(args.data_dir, size.rows, size.features, size.partitions)
     plan = plan_dataset(path, LABEL)
-    result: dict = {"size": vars(size), "path": path, "pieces": len(plan.pieces)}
+    blocks = len(plan.blocks(args.workers))
+    result: dict = {"size": vars(size), "path": path, "pieces": blocks}
     result["array_bytes"] = size.array_bytes
     log(f"{size.name}: NumPy in one process")
     X, y, result["read"] = read_table_arrays(path, plan.features)
@@ -562,7 +570,7 @@ def bench_size(client: Client, size: Size, args: argparse.Namespace) -> dict:
     del X, y
     log(f"{size.name}: fresh workers, empty round trips")
     fresh_workers(client)
-    result["round_trip"] = round_trips(client, len(plan.pieces))
+    result["round_trip"] = round_trips(client, blocks)
     log(f"{size.name}: lrdask load and passes")
     result["lrdask"] = bench_lrdask(client, plan, args.iterations)
     log(f"{size.name}: lrdask fit with a callback")
@@ -617,8 +625,10 @@ def bench_sweep(client: Client, args: argparse.Namespace) -> list[dict]:
     for size in sweep_configs(args.rows_scale):
         path = ensure_data(args.data_dir, size.rows, size.features, size.partitions)
         plan = plan_dataset(path, LABEL)
-        log(f"sweep: {size.rows} rows, {size.partitions} files ({len(plan.pieces)} pieces)")
-        fresh_workers(client)
+        blocks_count = len(plan.blocks(args.workers))
+        log(f"sweep: {size.rows} rows, {size.partitions} files ({blocks_count} blocks)")
+        # No worker restart here: the sweep reports no memory, and on this VM a restart
+        # after several multi-GiB loads sometimes leaves the LocalCluster with no workers.
         blocks, load = load_blocks(client, plan)
         try:
             timed = time_passes(client, blocks, len(plan.features), args.iterations)
@@ -627,7 +637,7 @@ def bench_sweep(client: Client, args: argparse.Namespace) -> list[dict]:
         results.append(
             {
                 "size": vars(size),
-                "pieces": len(plan.pieces),
+                "pieces": blocks_count,
                 "load_seconds": load,
                 "passes": timed["passes"],
                 "busiest_kernel": timed["busiest_kernel"],
@@ -662,7 +672,7 @@ def measurement_rows(r: dict) -> list[tuple[str, str]]:
     dml = r["dask_ml"]
     size = r["size"]
     return [
-        ("rows × features (files / pieces)", _shape(size, r["pieces"])),
+        ("rows × features (files / blocks)", _shape(size, r["pieces"])),
         ("array bytes, X + y (float64)", fmt_bytes(r["array_bytes"])),
         ("one read of X: X.sum(), best of 5", _floor(r["floor"], "read")),
         ("copy of X: np.copyto, best of 5", _floor(r["floor"], "copy")),
@@ -767,7 +777,7 @@ def sweep_report(sweep: list[dict]) -> str:
         for s in sweep
     ]
     header = [
-        "rows × features (files / pieces)",
+        "rows × features (files / blocks)",
         "load",
         "lrdask pass (p10–p90)",
         "kernel, slowest worker",

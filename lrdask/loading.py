@@ -62,19 +62,84 @@ def load_piece(
 ) -> Block:
     """Read one piece's columns from Parquet and build its Block (runs on a worker)."""
     named = [*features, *([label] if label else []), *([weight] if weight else [])]
-    columns = list(dict.fromkeys([*named, *keep]))
+    table = _read_piece(piece, fs, list(dict.fromkeys([*named, *keep])))
+    extra = table.select(list(keep)) if keep else None
+    data = {name: table.column(name) for name in named}
+    return block_from_columns(
+        data, features, label, piece.describe(), dtype, extra, weight=weight, family=family
+    )
+
+
+def load_pieces(
+    pieces: tuple[Piece, ...],
+    fs: fsspec.AbstractFileSystem,
+    features: list[str],
+    label: str | None,
+    dtype: str = "float64",
+    *,
+    weight: str | None = None,
+    family: str = "binomial",
+) -> Block:
+    """One Block from several small pieces (small files), so that a data set of many
+    small files is folded in blocks as large as one of few big files: a kernel call per
+    500-row file costs ~3× more per row than one per 65 000 rows. Each piece is read and
+    copied into its rows in turn (one copy, one piece's columns in memory at a time) and
+    validated on its own, so a problem is reported against the file that holds it."""
+    if len(pieces) == 1:
+        return load_piece(pieces[0], fs, features, label, dtype, weight=weight, family=family)
+    named = [*features, *([label] if label else []), *([weight] if weight else [])]
+    total = sum(piece.num_rows for piece in pieces)
+    block = _empty_block(total, len(features), label, weight, dtype)
+    reports, start = [], 0
+    for piece in pieces:
+        table = _read_piece(piece, fs, named)
+        data = {name: table.column(name) for name in named}
+        reports.append(
+            _fill_rows(block, start, data, features, label, piece.describe(), weight, family)
+        )
+        start += table.num_rows
+    if start != total:
+        raise DataError(
+            f"{pieces[0].describe()} …: read {start} rows where the footers promised {total}; "
+            "the files changed while training started, rerun"
+        )
+    block.report = merge_reports(reports)
+    return block
+
+
+def merge_reports(reports: list[BlockReport]) -> BlockReport:
+    """One report for a block of several sources: counts added, named after the first
+    source with a problem (or the first source)."""
+    bad = [r for r in reports if _has_problems(r)]
+    merged = BlockReport((bad or reports)[0].source, sum(r.rows for r in reports))
+    for r in reports:
+        merged.positives += r.positives
+        for name, count in r.bad_values.items():
+            merged.bad_values[name] = merged.bad_values.get(name, 0) + count
+        merged.bad_labels = sorted({*merged.bad_labels, *r.bad_labels})[:5]
+        merged.bad_label_rows += r.bad_label_rows
+        merged.negative_weights += r.negative_weights
+        merged.weight_sum += r.weight_sum
+    width = max(len(r.class_counts) for r in reports)
+    counts = np.zeros(width, dtype=np.int64)
+    for r in reports:
+        counts[: len(r.class_counts)] += r.class_counts
+    merged.class_counts = counts.tolist()
+    return merged
+
+
+def _read_piece(piece: Piece, fs: fsspec.AbstractFileSystem, columns: list[str]) -> pa.Table:
     try:
         with fs.open(piece.path, "rb") as fh:
-            table = pq.ParquetFile(fh).read_row_groups(list(piece.row_groups), columns=columns)
+            return pq.ParquetFile(fh).read_row_groups(list(piece.row_groups), columns=columns)
     except (OSError, pa.ArrowException) as exc:
         raise DataError(
             f"{piece.describe()}: cannot be read ({first_line(exc)}); remove or replace the file"
         ) from None
-    extra = table.select(list(keep)) if keep else None
-    data = {name: table.column(name) for name in columns}
-    return block_from_columns(
-        data, features, label, piece.describe(), dtype, extra, weight=weight, family=family
-    )
+
+
+def _has_problems(report: BlockReport) -> bool:
+    return bool(report.bad_values or report.bad_label_rows or report.negative_weights)
 
 
 def block_from_columns(
@@ -93,25 +158,39 @@ def block_from_columns(
     ``family`` decides what a valid label is: 0/1 ("binomial") or a class index
     0, 1, …, K−1 ("multinomial"). ``weight`` names a column of non-negative row weights.
     """
+    block = _empty_block(len(data[features[0]]), len(features), label, weight, dtype, extra)
+    block.report = _fill_rows(block, 0, data, features, label, source, weight, family)
+    return block
+
+
+def _empty_block(n, n_features, label, weight, dtype, extra=None) -> Block:
+    # Column-major: X·w / Xᵀ·r stream whole columns in the kernel, which is faster than
+    # row-major on every size we measured.
+    X = np.empty((n, n_features), dtype=dtype, order="F")
+    y = np.empty(n) if label is not None else None
+    weights = np.empty(n) if weight is not None else None
+    return Block(X, y, BlockReport("", n), extra, weights)
+
+
+def _fill_rows(block: Block, start: int, data, features, label, source, weight, family):
+    """Copy one source's columns into rows start.. of ``block``, validating as it goes;
+    returns that source's report."""
     n = len(data[features[0]])
+    rows = slice(start, start + n)
     report = BlockReport(source, n)
-    # Column-major: each column is one contiguous copy here, and X·w / Xᵀ·r stream
-    # whole columns in the kernel, which is faster than row-major on every size we measured.
-    X = np.empty((n, len(features)), dtype=dtype, order="F")
     for j, name in enumerate(features):
-        X[:, j] = _float_values(data[name])
-        _count_nonfinite(X[:, j], name, report)
-    y = None
+        block.X[rows, j] = _float_values(data[name])
+        _count_nonfinite(block.X[rows, j], name, report)
     if label is not None:
-        y = _float_values(data[label])
-        _check_labels(y, label, report, family)
-    weights = None
+        block.y[rows] = _float_values(data[label])
+        _check_labels(block.y[rows], label, report, family)
     if weight is not None:
-        weights = _float_values(data[weight])
-        _count_nonfinite(weights, weight, report)
-        report.negative_weights = int(np.count_nonzero(weights < 0))
-        report.weight_sum = float(weights.sum())
-    return Block(X, y, report, extra, weights)
+        values = block.weight[rows]
+        values[:] = _float_values(data[weight])
+        _count_nonfinite(values, weight, report)
+        report.negative_weights = int(np.count_nonzero(values < 0))
+        report.weight_sum = float(values.sum())
+    return report
 
 
 def _float_values(column) -> np.ndarray:

@@ -33,7 +33,7 @@ from distributed.scheduler import KilledWorker
 from lrdask.dataset import first_line
 from lrdask.errors import ClusterError
 from lrdask.kernels import log_loss_sums
-from lrdask.loading import Block, BlockReport, load_piece
+from lrdask.loading import Block, BlockReport, load_pieces
 from lrdask.sums import merge_all
 
 log = logging.getLogger("lrdask")
@@ -282,9 +282,10 @@ def _report(block: Block) -> BlockReport:
 
 
 def persist_plan(client: Client, plan, dtype: str, timeout, cache: bool = True, family="binomial"):
-    """Blocks for every piece of a ``DatasetPlan``: cached on the workers, or streamed."""
-    load = functools.partial(load_piece, weight=plan.weight, family=family)
-    args = [(piece, plan.fs, plan.features, plan.label, dtype) for piece in plan.pieces]
+    """Blocks for a ``DatasetPlan`` (small files grouped): cached on the workers, or streamed."""
+    load = functools.partial(load_pieces, weight=plan.weight, family=family)
+    n_workers = len(client.scheduler_info(n_workers=-1)["workers"])
+    args = [(group, plan.fs, plan.features, plan.label, dtype) for group in plan.blocks(n_workers)]
     if not cache:
         return StreamedPieces(client, load, args, timeout)
     return PersistedBlocks.from_loaders(client, load, args, timeout)

@@ -165,3 +165,36 @@ def test_zero_rows(tmp_path):
     write(str(tmp_path / "a.parquet"), x=np.zeros(0), y=np.zeros(0, int))
     with pytest.raises(DataError, match="zero rows in 1 file"):
         plan_dataset(str(tmp_path), "y")
+
+
+def test_small_pieces_are_grouped_into_blocks():
+    from lrdask.dataset import Piece, group_pieces
+
+    pieces = [Piece(f"f{i}", (0,), n) for i, n in enumerate([10, 10, 30, 5, 5, 100, 1])]
+    groups = group_pieces(pieces, 30)
+    assert [[p.path for p in g] for g in groups] == [
+        ["f0", "f1"],
+        ["f2"],
+        ["f3", "f4"],
+        ["f5"],
+        ["f6"],
+    ]
+    assert [p for g in groups for p in g] == pieces  # every piece once, in order
+
+
+def test_plan_keeps_two_blocks_per_worker(tmp_path):
+    from conftest import random_problem, write_partitions
+
+    X, y = random_problem(400, 2)
+    plan = plan_dataset(write_partitions(tmp_path / "d", X, y, [25] * 16), "y")
+    assert len(plan.pieces) == 16
+    assert [len(g) for g in plan.blocks(n_workers=2)] == [4, 4, 4, 4]
+    assert len(plan.blocks(n_workers=8)) == 16
+
+
+def test_groups_close_once_they_have_enough_rows():
+    from lrdask.dataset import Piece, group_pieces
+
+    pieces = [Piece(f"f{i}", (0,), 10) for i in range(7)]
+    sizes = [len(g) for g in group_pieces(pieces, rows_per_block=100, enough_rows=25)]
+    assert sizes == [3, 3, 1]

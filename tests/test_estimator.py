@@ -219,3 +219,11 @@ def test_float32_storage_matches_to_1e6(one_client, tmp_path):
     np.testing.assert_allclose(model.coef_, w, rtol=1e-6, atol=1e-7)
     assert abs(model.intercept_ - b) < 1e-7
     assert np.abs(model.coef_ - w).max() > 0  # float32 storage really was used
+
+
+def test_many_small_files_are_folded_in_few_blocks_with_the_same_result(one_client, tmp_path):
+    X, y = random_problem(600, 3, seed=17)
+    path = write_partitions(tmp_path / "d", X, y, [20] * 30)
+    model = fit_gd(one_client, path, 0.5, 20)
+    assert_matches_reference(model, X, y, 0.5, 20)
+    assert model.n_partitions_ == 5  # ≤ 150 rows (m / 2 per worker): 7 files a block, then 2

@@ -78,3 +78,21 @@ def test_unreadable_piece_names_the_file(tmp_path):
     path = tmp_path / "gone.parquet"
     with pytest.raises(DataError, match="gone.parquet .*cannot be read"):
         load_piece(Piece(str(path), (0,), 1), LocalFileSystem(), ["a"], "y")
+
+
+def test_grouped_pieces_make_one_block_and_name_the_bad_file(tmp_path):
+    from lrdask.loading import load_pieces
+
+    pieces = []
+    for i, (a, y) in enumerate([([1, 2], [0, 1]), ([3, None], [1, 0]), ([5, 6], [1, 2])]):
+        path = str(tmp_path / f"p{i}.parquet")
+        pq.write_table(pa.table({"a": pa.array(a, pa.int64()), "y": y}), path)
+        pieces.append(Piece(path, (0,), 2))
+    fs = LocalFileSystem()
+    good = load_pieces(tuple(pieces[:1]) + (pieces[0],), fs, ["a"], "y")
+    np.testing.assert_array_equal(good.X[:, 0], [1, 2, 1, 2])
+    bad = load_pieces(tuple(pieces), fs, ["a"], "y").report
+    assert bad.rows == 6 and bad.bad_values == {"a": 1} and bad.bad_label_rows == 1
+    assert bad.source.startswith(pieces[1].path)  # the first file with a problem
+    with pytest.raises(DataError, match=r"p1\.parquet \(row group 0\): column 'a' has 1 null"):
+        check_reports([bad], "y")
