@@ -56,6 +56,9 @@ _PARAMETER_CONSTRAINTS: dict[str, tuple[Callable[[object], bool], str]] = {
     "early_stopping": (lambda v: isinstance(v, Integral) and v >= 0, "an int >= 0"),
 }
 
+# The constructor's parameters; the CLI's train flags of the same names fill them.
+PARAMETERS = tuple(_PARAMETER_CONSTRAINTS)
+
 
 def _is_real(value: object) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool)
@@ -228,7 +231,7 @@ class LogisticRegression:
         if init is None:
             return SolverState.initial(objective.layout.size)
         coef, intercept = init
-        if np.shape(coef) != np.shape(objective.layout.split(np.zeros(objective.layout.size))[0]):
+        if np.shape(coef) != objective.layout.coef_shape:
             raise ConfigError(
                 f"--init model has coefficients of shape {np.shape(coef)}, but this data "
                 "needs another shape (a different number of classes?); train without --init"
@@ -236,7 +239,7 @@ class LogisticRegression:
         return SolverState(objective.from_model(coef, intercept))
 
     def _solve(self, objective: Objective, state: SolverState, callback) -> SolverState:
-        l1 = L1Penalty(self.l1, objective.layout.penalized())
+        l1 = L1Penalty(self.l1, objective.penalized)
         try:
             if self.solver == "newton":
                 return newton(objective, state, self.max_iter, self.tol, callback)
@@ -335,7 +338,7 @@ class LogisticRegression:
 
     def get_params(self) -> dict:
         """The constructor's parameters (scikit-learn's name), e.g. for the artifact."""
-        params = {name: getattr(self, name) for name in _PARAMETER_CONSTRAINTS}
+        params = {name: getattr(self, name) for name in PARAMETERS}
         if isinstance(params["init"], LogisticRegression):
             params["init"] = "<model>"
         return params
@@ -382,7 +385,7 @@ class LogisticRegression:
 
     def _training_metrics(self, state: SolverState, objective: Objective) -> dict:
         """The final objective, the mean log loss inside it, and held-out metrics if any."""
-        theta = state.params[objective.layout.penalized()]
+        theta = state.params[objective.penalized]
         penalty = 0.5 * self.l2 * float(theta @ theta) + self.l1 * float(np.abs(theta).sum())
         final = state.loss_history[-1]
         summary = {"objective": final, "train_log_loss": final - penalty}

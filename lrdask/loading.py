@@ -120,11 +120,7 @@ def merge_reports(reports: list[BlockReport]) -> BlockReport:
         merged.bad_label_rows += r.bad_label_rows
         merged.negative_weights += r.negative_weights
         merged.weight_sum += r.weight_sum
-    width = max(len(r.class_counts) for r in reports)
-    counts = np.zeros(width, dtype=np.int64)
-    for r in reports:
-        counts[: len(r.class_counts)] += r.class_counts
-    merged.class_counts = counts.tolist()
+    merged.class_counts = _class_counts(reports)
     return merged
 
 

@@ -33,6 +33,10 @@ class Layout:
     outputs: int = 1  # 1: binomial; K: multinomial, K columns of coefficients, K intercepts
 
     @property
+    def coef_shape(self) -> tuple[int, ...]:
+        return (self.n_features,) if self.outputs == 1 else (self.n_features, self.outputs)
+
+    @property
     def size(self) -> int:
         return (self.n_features + 1) * self.outputs
 
@@ -117,6 +121,7 @@ class Objective:
         self.layout = layout
         self.scaling = scaling
         self.l2 = l2
+        self.penalized = layout.penalized()
         self.passes = 0
 
     def to_model(self, theta: np.ndarray):
@@ -141,7 +146,7 @@ class Objective:
             hessian = [self.scaling.hessian_to_scaled(h) for h in hessian]
         grad = self.layout.join(grad_coef, grad_intercept)
         if self.l2:
-            mask = self.layout.penalized()
+            mask = self.penalized
             cost = cost + 0.5 * self.l2 * float(theta[mask] @ theta[mask])
             grad[mask] += self.l2 * theta[mask]
             hessian = [_ridged(h, mask, self.l2) for h in hessian]

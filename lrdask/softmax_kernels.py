@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lrdask.kernels import BLOCK_ROWS
+from lrdask.kernels import BLOCK_ROWS, row_weights
 from lrdask.sums import LogLossSums
 
 
@@ -124,15 +124,7 @@ def _labels(y, n_classes: int) -> np.ndarray:
 
 
 def _row_weights(labels, n_classes: int, sample_weight, class_weight) -> np.ndarray | None:
-    """s_i = sample_weight[i] · class_weight[y_i] in float64, or None when both are absent."""
-    if sample_weight is None and class_weight is None:
-        return None
-    weights = np.ones(labels.shape[0])
-    if sample_weight is not None:
-        weights *= np.asarray(sample_weight, dtype=np.float64)
-    if class_weight is not None:
-        per_class = np.asarray(class_weight, dtype=np.float64)
-        if per_class.shape != (n_classes,):
-            raise ValueError(f"softmax_sums: class_weight needs {n_classes} values, one per class")
-        weights *= per_class[labels]
-    return weights
+    """The binomial kernel's row weights, after checking there is one class weight per class."""
+    if class_weight is not None and np.shape(class_weight) != (n_classes,):
+        raise ValueError(f"softmax_sums: class_weight needs {n_classes} values, one per class")
+    return row_weights(labels, sample_weight, class_weight)

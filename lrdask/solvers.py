@@ -220,7 +220,7 @@ def lbfgs(
     def objective(z: np.ndarray):
         theta = split.theta(z)
         cost, grad = evaluate(theta)[:2]
-        last.update(grad=grad, theta=theta)
+        last["grad"] = grad
         value, gradient = split.objective(z, cost, grad)
         if not state.loss_history:
             state.loss_history.append(value)  # F at the starting point
@@ -230,9 +230,8 @@ def lbfgs(
         state.n_iter += 1
         theta = split.theta(intermediate_result.x)
         norm = l1.optimality(theta, last["grad"])
-        _record(state, theta, float(intermediate_result.fun), norm, 0.0, None)
-        if callback is not None:
-            callback(IterationInfo(state.n_iter, state.loss_history[-1], norm, state))
+        # convergence is scipy's to decide (result.success, below), not the absolute rule
+        _record(state, theta, float(intermediate_result.fun), norm, 0.0, callback)
 
     result = minimize(
         objective,

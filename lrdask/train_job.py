@@ -19,31 +19,11 @@ from lrdask.checkpoint import Checkpoints
 from lrdask.cluster import connect, dashboard_link
 from lrdask.dataset import plan_dataset
 from lrdask.errors import LrdaskError, NotConvergedError, OutputExistsError
-from lrdask.estimator import LogisticRegression
+from lrdask.estimator import PARAMETERS, LogisticRegression
 from lrdask.outputs import is_complete, withdraw_success, write_run_outputs
 from lrdask.progress import TrainingProgress
 
 log = logging.getLogger("lrdask")
-
-
-# TrainConfig fields that are LogisticRegression parameters of the same name.
-ESTIMATOR_OPTIONS = (
-    "alpha",
-    "max_iter",
-    "tol",
-    "dtype",
-    "solver",
-    "l2",
-    "l1",
-    "line_search",
-    "weight_col",
-    "class_weight",
-    "standardize",
-    "init",
-    "family",
-    "validation_every",
-    "early_stopping",
-)
 
 
 @dataclass
@@ -102,7 +82,7 @@ class TrainOutcome:
 def run_training(cfg: TrainConfig) -> TrainOutcome:
     """Train (or find the identical finished model) and return where the model is."""
     started = time.monotonic()
-    model = LogisticRegression(**{name: getattr(cfg, name) for name in ESTIMATOR_OPTIONS})
+    model = LogisticRegression(**{name: getattr(cfg, name) for name in PARAMETERS})
     model._validate_params()
     plan = plan_dataset(
         cfg.data,

@@ -56,8 +56,7 @@ class ValidationMonitor:
             self.check(info.iteration, info.state)
 
     def check(self, iteration: int, state: SolverState) -> float:
-        coef, intercept = self.objective.to_model(state.params)
-        cost = self.blocks.partial_sums(coef, intercept, kernel=self.kernel).mean()[0]
+        cost = self._cost(state)
         state.validation_history.append([iteration, cost])
         log.info("validation cost %.10g at iteration %d", cost, iteration)
         self._maybe_stop(state.validation_history)
@@ -72,12 +71,15 @@ class ValidationMonitor:
                 f"checks (best {costs[best]:.6g} at iteration {history[best][0]})"
             )
 
+    def _cost(self, state: SolverState) -> float:
+        """The held-out log loss at the solver's current point: one pass."""
+        coef, intercept = self.objective.to_model(state.params)
+        return self.blocks.partial_sums(coef, intercept, kernel=self.kernel).mean()[0]
+
     def final_metrics(self, state: SolverState) -> dict:
         """Metrics of the final model on the held-out data (and its cost in the history)."""
         if not state.validation_history or state.validation_history[-1][0] != state.n_iter:
-            coef, intercept = self.objective.to_model(state.params)
-            cost = self.blocks.partial_sums(coef, intercept, kernel=self.kernel).mean()[0]
-            state.validation_history.append([state.n_iter, cost])
+            state.validation_history.append([state.n_iter, self._cost(state)])
         coef, intercept = self.objective.to_model(state.params)
         if self.family == "multinomial":
             sums = self.blocks.partial_sums(coef, intercept, kernel=multiclass_evaluation_sums)
