@@ -14,25 +14,33 @@ import json
 import numpy as np
 
 from lrdask import __version__, storage
+from lrdask.encoding import Encoding, numeric_encoding
 from lrdask.errors import ModelError
 
 FORMAT = "lrdask-model"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: "encoding" (categorical levels, classes as label values, means)
 MODEL_FILE = "model.json"
 
 
 def to_dict(model) -> dict:
     """The JSON document of a fitted estimator: the model, its options and how it trained."""
     coef = np.asarray(model.coef_)
+    if not np.all(np.isfinite(coef)) or not np.all(np.isfinite(model.intercept_)):
+        raise ModelError(
+            "training produced non-finite coefficients (overflow?); no model is written. "
+            "Lower --alpha, pass --standardize, or use --solver lbfgs"
+        )
+    encoding = model.encoding_
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "lrdask_version": __version__,
-        "family": model.family,
+        "family": encoding.family,
         "solver": model.solver,
         "label": model.label_,
-        "classes": [int(c) for c in model.classes_],
-        "features": list(model.feature_names_in_),
+        "classes": list(encoding.classes),
+        "features": encoding.feature_names,
+        "encoding": encoding.to_dict(),
         "coef": coef.tolist(),
         "intercept": np.asarray(model.intercept_).tolist(),
         "options": _jsonable(model.get_params()),
@@ -70,6 +78,23 @@ def _jsonable(value):
     return json.loads(json.dumps(value, default=lambda v: np.asarray(v).tolist()))
 
 
+def strict(value):
+    """``value`` with every NaN or ±inf float replaced by None: JSON has no NaN, and strict
+    parsers (JavaScript's JSON.parse) reject the file that holds one."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict(v) for v in value]
+    return value
+
+
+def dumps(doc) -> str:
+    """Strict JSON text (no NaN/Infinity) of a document we write."""
+    return json.dumps(strict(_jsonable(doc)), indent=2, allow_nan=False)
+
+
 def stop_reason(model) -> str:
     reason = getattr(model, "stop_reason_", None)
     if reason:
@@ -81,7 +106,7 @@ def stop_reason(model) -> str:
 
 def save(model, model_dir: str, storage_options: dict | None = None) -> str:
     location = storage.join(model_dir, MODEL_FILE)
-    text = json.dumps(to_dict(model), indent=2, allow_nan=True)
+    text = dumps(to_dict(model))
     storage.write_bytes_atomic(location, text.encode(), storage_options)
     return location
 
@@ -110,25 +135,36 @@ def from_dict(cls, doc: dict):
     known = set(inspect.signature(cls.__init__).parameters) - {"self"}
     model = cls(**{k: v for k, v in options.items() if k in known})
     model.solver = doc.get("solver", model.solver)
-    model.family = doc.get("family", "binomial")
+    family = doc.get("family", "binomial")
     features = [str(f) for f in doc["features"]]
-    coef = np.asarray(doc["coef"], dtype=np.float64)
     classes = doc.get("classes", [0, 1])
-    shape = (len(features),) if model.family == "binomial" else (len(classes), len(features))
+    if "encoding" in doc:
+        encoding = Encoding.from_dict(doc["encoding"])
+    else:  # format 2: numeric features, classes 0..K−1
+        encoding = numeric_encoding(features, doc["label"], classes, family)
+    if encoding.feature_names != features:
+        raise ValueError("features do not match the encoding")
+    coef = np.asarray(doc["coef"], dtype=np.float64)
+    shape = (len(features),) if family == "binomial" else (len(classes), len(features))
     if coef.shape != shape or not np.all(np.isfinite(coef)):
         raise ValueError(f"coef must be finite numbers of shape {shape}")
     model.coef_ = coef
     intercept = np.asarray(doc["intercept"], dtype=np.float64)
     model.intercept_ = float(intercept) if intercept.ndim == 0 else intercept
-    model.feature_names_in_ = features
-    model.n_features_in_ = len(features)
+    model.encoding_ = encoding
+    model.family_ = family
+    model.feature_names_in_ = encoding.input_columns
+    model.n_features_in_ = len(model.feature_names_in_)
+    model.coef_names_ = features
     model.label_ = doc["label"]
     model.classes_ = np.asarray(classes)
     model.n_iter_ = int(training["n_iter"])
     model.n_passes_ = int(training.get("n_passes", len(training["loss_history"])))
     model.converged_ = bool(training["converged"])
     model.stop_reason_ = training.get("stop_reason", "")
-    model.loss_history_ = [float(v) for v in training["loss_history"]]
+    model.loss_history_ = [
+        float("nan") if v is None else float(v) for v in training["loss_history"]
+    ]
     model.validation_history_ = training.get("validation_history", [])
     model.training_metrics_ = training.get("metrics", {})
     model.validation_metrics_ = model.training_metrics_.get("validation")

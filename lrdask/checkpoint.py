@@ -16,6 +16,7 @@ import logging
 import numpy as np
 
 from lrdask import storage
+from lrdask.artifact import strict
 from lrdask.solvers import IterationInfo, SolverState
 
 log = logging.getLogger("lrdask")
@@ -66,7 +67,7 @@ class Checkpoints:
             state = SolverState(
                 params=np.asarray(doc["params"], dtype=np.float64),
                 n_iter=int(doc["n_iter"]),
-                loss_history=[float(v) for v in doc["loss_history"]],
+                loss_history=[float("nan") if v is None else float(v) for v in doc["loss_history"]],
                 cost_increased_at=doc.get("cost_increased_at"),
                 step=doc.get("step"),
                 validation_history=doc.get("validation_history", []),
@@ -96,7 +97,9 @@ class Checkpoints:
             "anchor": None if state.anchor is None else [float(v) for v in state.anchor],
             "momentum": state.momentum,
         }
-        storage.write_bytes_atomic(self.location, json.dumps(doc).encode(), self.storage_options)
+        storage.write_bytes_atomic(
+            self.location, json.dumps(strict(doc), allow_nan=False).encode(), self.storage_options
+        )
 
     def clear(self) -> None:
         """Remove the checkpoint, and its directory if that is left empty."""

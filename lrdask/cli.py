@@ -12,7 +12,7 @@ import click
 import numpy as np
 from click.core import ParameterSource
 
-from lrdask import __version__
+from lrdask import __version__, artifact
 from lrdask.cluster import connect
 from lrdask.config import load_config, parse_pairs
 from lrdask.errors import ClusterError, ConfigError, LrdaskError
@@ -140,7 +140,8 @@ def cluster_options(func):
 @click.option(
     "--label",
     default=None,
-    help="Name of the label column (values 0 and 1). Required, here or in the config file.",
+    help="Name of the label column: any two values (0/1, true/false, 'yes'/'no', …) for "
+    "binomial, K values for multinomial. Required, here or in the config file.",
 )
 @click.option(
     "--features",
@@ -241,10 +242,42 @@ def cluster_options(func):
 )
 @click.option(
     "--family",
-    type=click.Choice(["binomial", "multinomial"]),
-    default="binomial",
+    type=click.Choice(["auto", "binomial", "multinomial"]),
+    default="auto",
     show_default=True,
-    help="binomial: labels 0/1; multinomial: labels 0, 1, …, K−1, softmax over K classes.",
+    help="auto: binomial when the label has two values, multinomial (softmax) when it has "
+    "more; binomial: exactly two label values; multinomial: K values.",
+)
+@click.option(
+    "--positive-class",
+    metavar="VALUE",
+    default=None,
+    help="Binomial: the label value that is the positive class (probability, prediction) "
+    "[default: the larger of the two in sorted order, e.g. 1, true, 'yes'].",
+)
+@click.option(
+    "--categorical",
+    metavar="A,B,...|auto",
+    default=None,
+    help="Feature columns whose values are levels (one coefficient per level, never "
+    "one-hot columns in memory); 'auto': every string and dictionary feature column. "
+    "Integer columns (a zip code) may be named too.",
+)
+@click.option(
+    "--min-count",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Levels seen in fewer rows fold into one '(other)' level per column.",
+)
+@click.option(
+    "--missing",
+    type=click.Choice(["error", "mean", "skip"]),
+    default="error",
+    show_default=True,
+    help="Nulls and NaN in features, label or weight: error; mean: numeric ones become the "
+    "training mean, categorical ones the level '(missing)' (a null label is still an "
+    "error); skip: drop those rows (logged per file). ±inf is always an error.",
 )
 @click.option(
     "--validation",
@@ -355,6 +388,8 @@ def train(ctx, config_file, params, storage_pairs, **options) -> None:
             raise ConfigError(f"missing {flag}: give it on the command line or in --config")
     options["features"] = _as_list(options["features"])
     options["exclude"] = _as_list(options["exclude"])
+    if options["categorical"] != "auto":
+        options["categorical"] = _as_list(options["categorical"])
     if options["class_weight"] == "none":
         options["class_weight"] = None
     setup_logging(options.pop("log_format"))
@@ -481,8 +516,24 @@ def predict(
     help="Draw the rows from another stream: with the same --seed and --features, "
     "e.g. --offset 1000 makes a held-out set from the same true weights.",
 )
+@click.option(
+    "--categorical",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Add K string columns c0, c1, … whose levels have different effects, with some "
+    "rare levels and about 1% nulls (train with --categorical auto --missing mean).",
+)
+@click.option(
+    "--label-values",
+    metavar="NEG,POS",
+    default=None,
+    help="Write the label as these two strings, e.g. no,yes [default: 0 and 1].",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT_DIR.")
-def make_data(out_dir, rows, features, partitions, seed, dtype, offset, overwrite) -> None:
+def make_data(
+    out_dir, rows, features, partitions, seed, dtype, offset, categorical, label_values, overwrite
+) -> None:
     """Write a synthetic binary data set (label `y`) from known weights to OUT_DIR.
 
     The true weights are recorded in OUT_DIR/_truth.json.
@@ -490,7 +541,12 @@ def make_data(out_dir, rows, features, partitions, seed, dtype, offset, overwrit
     from lrdask.synthetic import make_data as _make
 
     setup_logging()
-    _make(out_dir, rows, features, partitions, seed, overwrite, dtype, offset)
+    values = None
+    if label_values is not None:
+        values = tuple(v.strip() for v in label_values.split(","))
+        if len(values) != 2 or not all(values) or values[0] == values[1]:
+            raise ConfigError("--label-values takes two different values, e.g. no,yes")
+    _make(out_dir, rows, features, partitions, seed, overwrite, dtype, offset, categorical, values)
     log.info("wrote %d rows x %d features in %d files to %s", rows, features, partitions, out_dir)
     click.echo(out_dir)
 
@@ -523,7 +579,7 @@ def evaluate(
         options,
     ):
         result = evaluate_dataset(client, model, data, options)
-    text = json.dumps(result, indent=2)
+    text = artifact.dumps(result)
     if out:
         storage.write_bytes_atomic(out, text.encode(), options)
     click.echo(text)
@@ -557,15 +613,19 @@ def info(model_dir, as_json) -> None:
     """Print the model: features by weight magnitude, intercept, iterations, final cost."""
     model = LogisticRegression.load(model_dir)
     coef = np.atleast_2d(model.coef_)  # one row per class (a single row for binomial)
-    order = np.argsort(-np.abs(coef).max(axis=0), kind="stable")
+    encoding = model.encoding_
+    numeric = coef[:, : encoding.n_numeric]
+    order = np.argsort(-np.abs(numeric).max(axis=0), kind="stable")
     if as_json:
-        click.echo(json.dumps(_info_doc(model, coef, order), indent=2))
+        click.echo(artifact.dumps(_info_doc(model, coef, order)))
         return
-    width = max(len("feature"), *(len(n) for n in model.feature_names_in_))
+    classes = [c for c in model.classes_.tolist()]
+    names = [*encoding.numeric, *(n for c in encoding.categorical for n in c.slot_names)]
+    width = max(len("feature"), *(len(n) for n in names)) if names else len("feature")
     click.echo(f"model      {model_dir}")
-    click.echo(
-        f"label      {model.label_} ({model.family}, classes {[int(c) for c in model.classes_]})"
-    )
+    click.echo(f"label      {model.label_} ({encoding.family}, classes {classes})")
+    if encoding.family == "binomial":
+        click.echo(f"positive   {classes[1]!r}")
     click.echo(f"solver     {model.solver}")
     click.echo(f"rows       {model.n_rows_}")
     click.echo(f"iterations {model.n_iter_} ({model.stop_reason_ or 'max_iter'})")
@@ -573,24 +633,58 @@ def info(model_dir, as_json) -> None:
     click.echo(f"final cost {model.loss_history_[-1]:.10g}")
     intercepts = np.atleast_1d(model.intercept_)
     click.echo("intercept  " + "  ".join(f"{b:+.6g}" for b in intercepts))
-    header = "weight" if len(coef) == 1 else "  ".join(f"class {k:<4}" for k in model.classes_)
-    click.echo(f"\n{'feature':<{width}}  {header}")
-    for j in order:
-        values = "  ".join(f"{w:+.6g}".ljust(10) for w in coef[:, j])
-        click.echo(f"{model.feature_names_in_[j]:<{width}}  {values}".rstrip())
+    header = "weight" if len(coef) == 1 else "  ".join(f"{str(k):<10}" for k in classes)
+    if encoding.numeric:
+        click.echo(f"\n{'feature':<{width}}  {header}")
+        for j in order:
+            values = "  ".join(f"{w:+.6g}".ljust(10) for w in numeric[:, j])
+            click.echo(f"{encoding.numeric[j]:<{width}}  {values}".rstrip())
+    for cat, block in _category_blocks(encoding, coef):
+        ref = f", reference level {cat.levels[0]!r} (weight 0)" if cat.reference else ""
+        click.echo(f"\ncategorical '{cat.name}': {cat.n_slots} coefficient(s){ref}")
+        click.echo(f"{'level':<{width}}  {header}")
+        for k in np.argsort(-np.abs(block).max(axis=0), kind="stable"):
+            values = "  ".join(f"{w:+.6g}".ljust(10) for w in block[:, k])
+            click.echo(f"{cat.slot_names[k]:<{width}}  {values}".rstrip())
+
+
+def _category_blocks(encoding, coef: np.ndarray):
+    """(column, its coefficients (rows: outputs, columns: slots)) per categorical column."""
+    for cat in encoding.categorical:
+        start = encoding.n_numeric + cat.offset
+        yield cat, coef[:, start : start + cat.n_slots]
 
 
 def _info_doc(model, coef: np.ndarray, order: np.ndarray) -> dict:
-    weights = [
-        {"name": model.feature_names_in_[j], "weight": float(coef[0, j])}
-        if len(coef) == 1
-        else {"name": model.feature_names_in_[j], "weights": coef[:, j].tolist()}
-        for j in order
-    ]
+    encoding = model.encoding_
+    one = len(coef) == 1
+
+    def entry(name, values):
+        return (
+            {"name": name, "weight": float(values[0])}
+            if one
+            else {
+                "name": name,
+                "weights": values.tolist(),
+            }
+        )
+
+    categorical = []
+    for cat, block in _category_blocks(encoding, coef):
+        strongest = np.argsort(-np.abs(block).max(axis=0), kind="stable")
+        categorical.append(
+            {
+                "name": cat.name,
+                "reference": cat.levels[0] if cat.reference else None,
+                "levels": [entry(cat.slot_names[k], block[:, k]) for k in strongest],
+            }
+        )
     return {
-        "features": weights,
+        "features": [entry(encoding.numeric[j], coef[:, j]) for j in order],
+        "categorical": categorical,
         "intercept": np.asarray(model.intercept_).tolist(),
-        "family": model.family,
+        "family": encoding.family,
+        "classes": model.classes_.tolist(),
         "solver": model.solver,
         "iterations": model.n_iter_,
         "passes": model.n_passes_,

@@ -16,6 +16,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lrdask.encoding import is_label_type, is_level_type, is_numeric_type, is_string_type
 from lrdask.errors import DataError
 
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
@@ -65,6 +66,11 @@ class DatasetPlan:
     files: list[FileInfo] = field(repr=False)
     weight: str | None = None
     target_values: int = TARGET_PIECE_VALUES
+    categorical: list[str] = field(default_factory=list)
+
+    @property
+    def numeric(self) -> list[str]:
+        return [name for name in self.features if name not in self.categorical]
 
     @property
     def num_rows(self) -> int:
@@ -92,16 +98,24 @@ def plan_dataset(
     storage_options: dict | None = None,
     target_piece_values: int | None = None,
     weight: str | None = None,
+    categorical: list[str] | str | None = None,
 ) -> DatasetPlan:
     """Find the Parquet files under ``url``, check their schemas and cut them into pieces.
 
     With ``features=None`` every column except the label, the ``weight`` column and
-    ``exclude`` is a feature, and all of them must be numeric: a column whose type changed
-    upstream is an error, never silently dropped.
+    ``exclude`` is a feature. A feature is numeric (integer, float, boolean, decimal) or
+    categorical: named in ``categorical``, or any string/dictionary column with
+    ``categorical="auto"``. Any other column is an error that says what to do, never
+    silently dropped.
     """
     fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
     files = _read_footers(fs, _list_parquet_files(fs, root, url))
     reference = files[0]
+    wanted = [*(features or []), *([label] if label else []), *([weight] if weight else [])]
+    for name in reference.schema.names:
+        used = name in wanted or (features is None and name not in (exclude or []))
+        if used and reference.schema.names.count(name) > 1:
+            _check_columns(reference, [name], reference)
     if weight is not None:
         _require_column(reference.schema.names, weight, "weight", reference.path)
         if not _is_numeric(reference.schema.field(weight).type):
@@ -112,10 +126,15 @@ def plan_dataset(
         if features is not None and weight in features:
             raise DataError(f"the weight column '{weight}' is also listed as a feature")
     dropped = [*(exclude or []), *([weight] if weight else [])]
-    chosen = _choose_features(reference.schema, reference.path, label, features, dropped)
+    if categorical not in (None, "auto"):
+        for name in categorical:
+            _require_column(reference.schema.names, name, "categorical", reference.path)
+    chosen, cats = _choose_features(
+        reference.schema, reference.path, label, features, dropped, categorical
+    )
     needed = chosen + ([label] if label else []) + ([weight] if weight else [])
     for info in files:
-        _check_columns(info, needed, reference)
+        _check_columns(info, needed, reference, cats, label)
     target = target_piece_values or TARGET_PIECE_VALUES
     rows_per_piece = max(1, target // max(1, len(chosen)))
     pieces = [p for info in files for p in _cut_pieces(info, rows_per_piece)]
@@ -124,7 +143,7 @@ def plan_dataset(
             f"{url}: the data set has zero rows in {len(files)} file(s); "
             "point DATA at a non-empty data set"
         )
-    return DatasetPlan(url, fs, chosen, label, pieces, files, weight, target)
+    return DatasetPlan(url, fs, chosen, label, pieces, files, weight, target, cats)
 
 
 def _list_parquet_files(fs: fsspec.AbstractFileSystem, root: str, url: str) -> list[str]:
@@ -178,7 +197,9 @@ def _choose_features(
     label: str | None,
     features: list[str] | None,
     exclude: list[str],
-) -> list[str]:
+    categorical: list[str] | str | None = None,
+) -> tuple[list[str], list[str]]:
+    """The feature columns and, among them, the categorical ones."""
     names = schema.names
     if label is not None:
         _require_column(names, label, "label", path)
@@ -198,14 +219,45 @@ def _choose_features(
         if label in features:
             raise DataError(f"the label column '{label}' is also listed as a feature")
         how = "remove it from --features"
+    if categorical == "auto":
+        cats = [n for n in features if is_string_type(schema.field(n).type)]
+    else:
+        cats = list(categorical or [])
+        for name in cats:
+            if name not in features:
+                raise DataError(
+                    f"categorical column '{name}' is not among the features "
+                    f"({', '.join(features[:10])}); add it to --features"
+                )
     for name in features:
-        field_ = schema.field(name)
-        if not _is_numeric(field_.type):
+        _check_feature_type(schema.field(name), path, name in cats, how.format(name=name))
+    return list(features), cats
+
+
+def _check_feature_type(field_: pa.Field, path: str, categorical: bool, how: str) -> None:
+    type_, name = field_.type, field_.name
+    if categorical:
+        if not is_level_type(type_):
             raise DataError(
-                f"{path}: feature column '{name}' has type {field_.type}, not a number; "
-                + how.format(name=name)
+                f"{path}: categorical column '{name}' has type {type_}; categorical columns "
+                "must hold strings, integers or booleans (or a dictionary of them)"
             )
-    return list(features)
+        return
+    if is_numeric_type(type_):
+        return
+    if is_level_type(type_):
+        raise DataError(
+            f"{path}: feature column '{name}' has type {type_}, not a number; pass "
+            f"--categorical {name} (or --categorical auto) to use its values as levels, "
+            f"or {how}"
+        )
+    if pa.types.is_temporal(type_):
+        raise DataError(
+            f"{path}: feature column '{name}' has type {type_}; dates and times are not "
+            f"features as they are: derive numeric features from it (a day of week, an age "
+            f"in days) in the data, or {how}"
+        )
+    raise DataError(f"{path}: feature column '{name}' has type {type_}, not a number; {how}")
 
 
 def _require_column(names: list[str], name: str, role: str, path: str) -> None:
@@ -223,31 +275,57 @@ def _require_column(names: list[str], name: str, role: str, path: str) -> None:
 
 
 def _check_label_type(field_: pa.Field, path: str) -> None:
-    if not _is_numeric(field_.type):
+    if not is_label_type(field_.type):
         raise DataError(
-            f"{path}: label column '{field_.name}' has type {field_.type}; "
-            "labels must be the numbers 0 and 1 (map your classes to 0/1 first)"
+            f"{path}: label column '{field_.name}' has type {field_.type}; a label holds "
+            "class values: numbers, booleans or strings"
         )
 
 
-def _check_columns(info: FileInfo, needed: list[str], reference: FileInfo) -> None:
-    """Every file must have every needed column, numeric (int vs float is fine)."""
+def _check_columns(
+    info: FileInfo, needed: list[str], reference: FileInfo, categorical=(), label=None
+) -> None:
+    """Every file must have every needed column, of the same kind: numeric (int, float,
+    decimal alike), levels for categorical columns, class values for the label."""
+    names = info.schema.names
     for name in needed:
-        if name not in info.schema.names:
+        if names.count(name) > 1:
+            raise DataError(
+                f"{info.path}: column '{name}' appears {names.count(name)} times in this "
+                "file; rename or drop the duplicates (a join's output?)"
+            )
+        if name not in names:
             raise DataError(
                 f"{info.path}: column '{name}' is missing in this file but present in "
                 f"{reference.path}; all files must share the schema"
             )
         got, want = info.schema.field(name).type, reference.schema.field(name).type
-        if not _is_numeric(got):
+        if name in categorical or name == label:
+            same = _kind(got) == _kind(want) and (is_level_type(got) or name == label)
+        else:
+            same = _is_numeric(got)
+        if not same:
             raise DataError(
                 f"{info.path}: column '{name}' has type {got} here but {want} in "
                 f"{reference.path}; all files must share the schema"
             )
 
 
+def _kind(type_: pa.DataType) -> str:
+    """What a column's values are, whatever their width or encoding."""
+    if pa.types.is_dictionary(type_):
+        type_ = type_.value_type
+    if pa.types.is_string(type_) or pa.types.is_large_string(type_):
+        return "string"
+    if pa.types.is_boolean(type_):
+        return "bool"
+    if is_numeric_type(type_):
+        return "number"
+    return str(type_)
+
+
 def _is_numeric(type_: pa.DataType) -> bool:
-    return pa.types.is_integer(type_) or pa.types.is_floating(type_) or pa.types.is_boolean(type_)
+    return is_numeric_type(type_)
 
 
 def _cut_pieces(info: FileInfo, rows_per_piece: int) -> list[Piece]:

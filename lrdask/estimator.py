@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,13 +19,14 @@ from distributed import Client, default_client
 from lrdask import artifact
 from lrdask.checkpoint import Checkpoints, run_identity
 from lrdask.cluster import connect
-from lrdask.dataset import DatasetPlan, plan_dataset
+from lrdask.dataset import DatasetPlan, _choose_features, plan_dataset
+from lrdask.encoding import MISSING_POLICIES, Encoding, ProfileRequest, learn
 from lrdask.errors import ConfigError, DataError
-from lrdask.kernels import log_loss_sums, moment_sums, newton_sums
-from lrdask.loading import block_from_columns, check_reports
+from lrdask.kernels import linear_predictor, log_loss_sums, moment_sums, newton_sums
+from lrdask.loading import block_from_table, check_reports, summarize
 from lrdask.objective import Layout, Objective, Scaling
 from lrdask.predict import class_probabilities
-from lrdask.scheduling import PersistedBlocks, StreamedPieces, persist_plan
+from lrdask.scheduling import PersistedBlocks, StreamedPieces, persist_plan, profile_plan
 from lrdask.solvers import (
     NEWTON_MAX_FEATURES,
     IterationInfo,
@@ -35,7 +37,10 @@ from lrdask.solvers import (
     lbfgs,
     newton,
 )
+from lrdask.sums import MomentSums, merge_all
 from lrdask.validation import ValidationMonitor
+
+log = logging.getLogger("lrdask")
 
 SOLVERS = ("gd", "agd", "lbfgs", "newton")
 _PARAMETER_CONSTRAINTS: dict[str, tuple[Callable[[object], bool], str]] = {
@@ -51,7 +56,24 @@ _PARAMETER_CONSTRAINTS: dict[str, tuple[Callable[[object], bool], str]] = {
     "class_weight": (lambda v: v in (None, "balanced"), "None or 'balanced'"),
     "standardize": (lambda v: isinstance(v, bool), "True or False"),
     "init": (lambda v: v is None or isinstance(v, (str, LogisticRegression)), "a model dir"),
-    "family": (lambda v: v in ("binomial", "multinomial"), "'binomial' or 'multinomial'"),
+    "family": (
+        lambda v: v in ("auto", "binomial", "multinomial"),
+        "'auto', 'binomial' or 'multinomial'",
+    ),
+    "categorical": (
+        lambda v: (
+            v is None
+            or v == "auto"
+            or (isinstance(v, (list, tuple)) and all(isinstance(c, str) and c for c in v))
+        ),
+        "None, 'auto' or a list of column names",
+    ),
+    "min_count": (lambda v: isinstance(v, Integral) and v >= 1, "an int >= 1"),
+    "missing": (lambda v: v in MISSING_POLICIES, "one of 'error', 'mean', 'skip'"),
+    "positive_class": (
+        lambda v: v is None or isinstance(v, (str, Integral, Real)),
+        "None or a label value",
+    ),
     "validation_every": (lambda v: isinstance(v, Integral) and v >= 1, "an int >= 1"),
     "early_stopping": (lambda v: isinstance(v, Integral) and v >= 0, "an int >= 0"),
 }
@@ -87,7 +109,16 @@ class LogisticRegression:
         on the original scale. Off by default so that gd is the lecture's update on the
         raw features, exactly.
     init : model dir (or fitted model) to start from instead of θ = 0 (same features).
-    family : "binomial" (labels 0/1) or "multinomial" (labels 0..K−1, softmax).
+    family : "auto" (binomial for two classes, multinomial for more; Spark's default),
+        "binomial" (exactly two label values) or "multinomial" (K values, softmax).
+    categorical : columns whose values are levels (``lrdask.encoding``): a list of names,
+        "auto" (every string and dictionary column) or None (none: a string column is
+        then an error).
+    min_count : levels seen in fewer rows fold into one "(other)" level.
+    missing : "error" (a null or NaN is an error), "mean" (numeric nulls become the
+        training mean, categorical nulls the level "(missing)") or "skip" (drop the rows).
+    positive_class : the label value that is class 1 for binomial (default: the larger
+        of the two in sorted order, scikit-learn's ``classes_[1]``).
     validation_every, early_stopping : with ``fit(validation=...)``, the held-out cost is
         computed every ``validation_every`` iterations; ``early_stopping=N`` (> 0) stops
         when it has not improved for N checks in a row.
@@ -107,9 +138,13 @@ class LogisticRegression:
         class_weight: str | None = None,
         standardize: bool = False,
         init=None,
-        family: str = "binomial",
+        family: str = "auto",
         validation_every: int = 10,
         early_stopping: int = 0,
+        categorical=None,
+        min_count: int = 1,
+        missing: str = "error",
+        positive_class=None,
     ):
         self.alpha = alpha
         self.max_iter = max_iter
@@ -126,6 +161,10 @@ class LogisticRegression:
         self.family = family
         self.validation_every = validation_every
         self.early_stopping = early_stopping
+        self.categorical = categorical
+        self.min_count = min_count
+        self.missing = missing
+        self.positive_class = positive_class
 
     # ---- training -------------------------------------------------------------------
     def fit(
@@ -158,12 +197,13 @@ class LogisticRegression:
         self._validate_params()
         started = time.time()
         self.validation_metrics_ = None
-        source = _training_source(data, label, features, exclude, storage_options, self.weight_col)
-        self._check_solver_fits(len(source.features))
-        init = self._initial_model(source.features, storage_options)
+        source = _training_source(
+            data, label, features, exclude, storage_options, self.weight_col, self.categorical
+        )
+        init_model = self._init_model(storage_options)
         validation = self._validation_plan(validation, source, storage_options)
         self.fingerprint_ = self._identity(
-            source.data_items, label, source.features, init, validation
+            source.data_items, label, source.features, init_model, validation
         )
         checkpoints = None
         if checkpoint_dir:
@@ -171,16 +211,22 @@ class LogisticRegression:
                 checkpoint_dir, checkpoint_every, self.fingerprint_, storage_options
             )
         with _client_or_local(client) as client:
-            blocks = source.persist(client, self.dtype, pass_timeout, cache, self.family)
+            encoding = self._learn_encoding(client, source, pass_timeout)
+            self._check_solver_fits(encoding)
+            init = _initial_params(init_model, encoding)
+            blocks = source.persist(client, encoding, self.dtype, pass_timeout, cache)
             held = [blocks]
             try:
                 reports = blocks.reports()
-                counts = check_reports(reports, label, self.family, self.weight_col)
-                objective = self._objective(blocks, source.features, counts)
+                counts = check_reports(
+                    reports, label, encoding.family, self.weight_col, classes=encoding.classes
+                )
+                summarize(reports, log, unseen=False)
+                objective = self._objective(blocks, encoding, counts)
                 state = self._start(objective, init, checkpoints)
                 monitor = None
                 if validation is not None:
-                    monitor = self._monitor(validation, objective)
+                    monitor = self._monitor(validation, encoding, objective)
                     held.append(monitor.start(client, pass_timeout))
                 callbacks = _both(callback, checkpoints, monitor)
                 state = self._solve(objective, state, _with_passes(callbacks, objective))
@@ -189,20 +235,56 @@ class LogisticRegression:
             finally:
                 for held_blocks in held:
                     held_blocks.release()
-        self._set_fitted(state, objective, source.features, label, counts)
+        self._set_fitted(state, objective, encoding, label, counts)
         self.n_rows_ = sum(r.rows for r in reports)
         self.n_partitions_ = len(reports)
         self.data_source_ = source.description
         self.fit_seconds_ = time.time() - started
         return self
 
-    def _objective(self, blocks, features: list[str], counts: list[int]) -> Objective:
+    def _learn_encoding(self, client, source, timeout) -> Encoding:
+        """The profile pass: levels, classes and means, learned from the data."""
+        request = ProfileRequest(
+            tuple(n for n in source.features if n not in source.categorical),
+            tuple(source.categorical),
+            source.label,
+            self.weight_col,
+            self.missing,
+            means=self.missing == "mean",
+        )
+        profile = source.profile(client, request, timeout)
+        encoding, note = learn(
+            profile,
+            request,
+            min_count=self.min_count,
+            penalized=bool(self.l1 or self.l2),
+            family=self.family,
+            positive_class=self.positive_class,
+        )
+        log.info("%s", note)
+        for cat in encoding.categorical:
+            rare = (
+                f", {cat.other_rows} row(s) of rarer levels as '(other)'" if cat.other_rows else ""
+            )
+            log.info(
+                "categorical '%s': %d level(s), %d coefficient(s)%s%s",
+                cat.name,
+                len(cat.levels),
+                cat.n_slots,
+                f"; reference level {cat.levels[0]!r}" if cat.reference else "",
+                rare,
+            )
+        return encoding
+
+    def _objective(self, blocks, encoding: Encoding, counts: list[int]) -> Objective:
         """The function the solver minimizes: passes over ``blocks`` plus driver algebra."""
-        layout = Layout(len(features), len(counts) if self.family == "multinomial" else 1)
-        kernel = self._kernel(counts)
+        multinomial = encoding.family == "multinomial"
+        layout = Layout(encoding.n_features, len(counts) if multinomial else 1)
+        kernel = self._kernel(counts, encoding.family)
         scaling = None
         if self.standardize:
-            scaling = Scaling.from_moments(blocks.partial_sums(None, None, kernel=moment_sums))
+            moments = blocks.partial_sums(None, None, kernel=moment_sums)
+            scaling = Scaling.from_moments(_with_category_slots(moments, encoding))
         self.scaling_ = scaling
 
         def run_pass(coef, intercept):
@@ -210,12 +292,12 @@ class LogisticRegression:
 
         return Objective(run_pass, layout, scaling, self.l2)
 
-    def _kernel(self, counts: list[int]):
+    def _kernel(self, counts: list[int], family: str):
         weights = None
         if self.class_weight == "balanced":
             weights = tuple(sum(counts) / (len(counts) * n) for n in counts)
         self.class_weights_ = weights
-        if self.family == "multinomial":
+        if family == "multinomial":
             from lrdask.softmax_kernels import softmax_sums
 
             kernel = softmax_sums
@@ -262,7 +344,7 @@ class LogisticRegression:
 
     def identity_of(self, plan: DatasetPlan, validation=None, storage_options=None) -> dict:
         """The identity ``fit`` will give a run on ``plan`` (for reruns and checkpoints)."""
-        init = self._initial_model(plan.features, storage_options)
+        init = self._init_model(storage_options)
         items = plan.fingerprint_items()
         return self._identity(items, plan.label, plan.features, init, validation)
 
@@ -276,43 +358,52 @@ class LogisticRegression:
             return validation
         if isinstance(validation, (str, bytes)) or hasattr(validation, "__fspath__"):
             url = str(validation.__fspath__() if hasattr(validation, "__fspath__") else validation)
-            return plan_dataset(url, source.label, source.features, None, storage_options)
+            return plan_dataset(
+                url,
+                source.label,
+                source.features,
+                None,
+                storage_options,
+                categorical=source.categorical,
+            )
         raise DataError(f"validation takes a Parquet path/URL, not {type(validation).__name__}")
 
-    def _monitor(self, validation: DatasetPlan, objective: Objective) -> ValidationMonitor:
-        kernel = softmax_kernel() if self.family == "multinomial" else log_loss_sums
+    def _monitor(self, validation: DatasetPlan, encoding, objective) -> ValidationMonitor:
+        kernel = softmax_kernel() if encoding.family == "multinomial" else log_loss_sums
         return ValidationMonitor(
-            validation, self.family, kernel, objective, self.validation_every, self.early_stopping
+            validation,
+            encoding.reading(validation.label),
+            kernel,
+            objective,
+            self.validation_every,
+            self.early_stopping,
         )
 
-    def _check_solver_fits(self, n_features: int) -> None:
+    def _check_solver_fits(self, encoding: Encoding) -> None:
         if self.solver != "newton":
             return
-        if n_features > NEWTON_MAX_FEATURES:
+        if encoding.family == "multinomial":
+            raise ConfigError(
+                f"solver 'newton' is for the binomial family only, and label "
+                f"'{encoding.label}' has {encoding.n_classes} classes; use solver 'lbfgs'"
+            )
+        if encoding.n_features > NEWTON_MAX_FEATURES:
+            cats = f" after encoding {len(encoding.categorical)} categorical column(s)"
             raise ConfigError(
                 f"solver 'newton' sums a features × features Hessian on every pass; "
-                f"{n_features} features is more than {NEWTON_MAX_FEATURES}: "
-                "use solver 'lbfgs'"
+                f"{encoding.n_features} features{cats if encoding.categorical else ''} is more "
+                f"than {NEWTON_MAX_FEATURES}: use solver 'lbfgs'"
             )
 
-    def _initial_model(self, features: list[str], storage_options):
-        """(coef, intercept) of the init model in this run's feature order, or None."""
+    def _init_model(self, storage_options):
+        """The fitted model ``init`` names (or is), or None."""
         if self.init is None:
             return None
         model = self.init
         if not isinstance(model, LogisticRegression):
             model = LogisticRegression.load(model, storage_options)
         model._check_fitted()
-        if model.family != self.family or set(model.feature_names_in_) != set(features):
-            raise ConfigError(
-                f"--init model is {model.family} on features {model.feature_names_in_}, but "
-                f"this run is {self.family} on {features}; it can only start from a model "
-                "with the same family and features"
-            )
-        order = [model.feature_names_in_.index(name) for name in features]
-        coef = np.asarray(model.coef_)
-        coef = coef[order] if coef.ndim == 1 else coef[:, order].T
-        return coef, model.intercept_
+        return model
 
     def run_options(self, label: str, features: list[str], init=None) -> dict:
         """The options that decide the result: with the data, a run's identity."""
@@ -325,6 +416,12 @@ class LogisticRegression:
             "class_weight": self.class_weight,
             "standardize": self.standardize,
             "family": self.family,
+            "categorical": self.categorical
+            if self.categorical in (None, "auto")
+            else list(self.categorical),
+            "min_count": int(self.min_count),
+            "missing": self.missing,
+            "positive_class": self.positive_class,
             "init": _digest(init),
             "label": label,
             "features": list(features),
@@ -361,8 +458,10 @@ class LogisticRegression:
                 "solver 'newton' is for the binomial family only; use solver 'lbfgs' "
                 "with family 'multinomial'"
             )
+        if self.positive_class is not None and self.family == "multinomial":
+            raise ConfigError("positive_class is for the binomial family only")
 
-    def _set_fitted(self, state, objective, features, label, counts) -> None:
+    def _set_fitted(self, state, objective, encoding: Encoding, label, counts) -> None:
         coef, intercept = objective.to_model(state.params)
         self.coef_ = coef.T if objective.layout.outputs > 1 else coef
         self.intercept_ = intercept
@@ -376,10 +475,13 @@ class LogisticRegression:
         self.validation_history_ = [list(v) for v in state.validation_history]
         self.stop_reason_ = state.stop_reason or self._stop_reason(state)
         self.stopped_early_ = bool(state.stop_reason)
-        self.feature_names_in_ = list(features)
-        self.n_features_in_ = len(features)
+        self.encoding_ = encoding
+        self.family_ = encoding.family
+        self.feature_names_in_ = encoding.input_columns
+        self.n_features_in_ = len(self.feature_names_in_)
+        self.coef_names_ = encoding.feature_names
         self.label_ = label
-        self.classes_ = np.arange(max(2, len(counts)))
+        self.classes_ = np.asarray(encoding.classes)
         self.class_counts_ = list(counts)
         self.training_metrics_ = self._training_metrics(state, objective)
 
@@ -400,41 +502,50 @@ class LogisticRegression:
 
     # ---- prediction -----------------------------------------------------------------
     def decision_function(self, X: np.ndarray) -> np.ndarray:
-        """z = X·w + b (binomial), or the (n, K) class scores (multinomial)."""
+        """z = X·w + b (binomial), or the (n, K) class scores (multinomial), for a NumPy
+        array of the numeric features of a model without categorical columns."""
+        self._check_fitted()
+        X = self._check_width(X)
         coef = np.asarray(self.coef_)
-        return np.asarray(X, dtype=np.float64) @ (coef.T if coef.ndim == 2 else coef) + (
-            self.intercept_
-        )
+        return linear_predictor(X, coef.T if coef.ndim == 2 else coef, self.intercept_)
 
     def predict_proba(self, data):
-        """(n, K) class probabilities (K = 2 for binomial) for a NumPy array, or a dask
-        array of them for a dask DataFrame or a Parquet path (computed lazily, partition
-        by partition)."""
+        """(n, K) class probabilities, columns in the order of ``classes_`` (K = 2 for
+        binomial: column 1 is the positive class).
+
+        ``data``: a NumPy array (numeric models only), or a Parquet path/URL or dask
+        DataFrame holding the model's input columns; for those a dask array is returned,
+        computed lazily partition by partition with the same planner, loader and encoding
+        as training. Rows with a missing value under ``missing="skip"`` get NaN."""
         self._check_fitted()
         if isinstance(data, np.ndarray):
             return class_probabilities(self._check_width(data), self.coef_, self.intercept_)
-        frame = _as_dask_frame(data, self.feature_names_in_)
-        array = frame[self.feature_names_in_].to_dask_array(lengths=True).astype(np.float64)
-        return array.map_blocks(
-            class_probabilities,
-            self.coef_,
-            self.intercept_,
-            chunks=(array.chunks[0], (len(self.classes_),)),
-            dtype=np.float64,
-        )
+        return _lazy_probabilities(self, data)
 
     def predict(self, data):
-        """Class labels: binomial 1 when P(y = 1) ≥ 0.5; multinomial the likeliest class."""
+        """Class labels (values of ``classes_``): binomial the positive class when its
+        probability is ≥ 0.5; multinomial the likeliest class."""
         proba = self.predict_proba(data)
-        if len(self.classes_) == 2 and np.ndim(self.coef_) == 1:
-            return (proba[:, 1] >= 0.5).astype(np.int64)
-        return proba.argmax(axis=1).astype(np.int64)
+        classes = np.asarray(self.classes_)
+        if len(classes) == 2 and np.ndim(self.coef_) == 1:
+            index = (proba[:, 1] >= 0.5).astype(np.int64)
+        else:
+            index = proba.argmax(axis=1)
+        if isinstance(index, np.ndarray):
+            return classes[index]
+        return index.map_blocks(lambda i: classes[i], dtype=classes.dtype)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "coef_"):
             raise ConfigError("this LogisticRegression is not fitted yet; call fit() or load()")
 
     def _check_width(self, X: np.ndarray) -> np.ndarray:
+        if getattr(self, "encoding_", None) is not None and self.encoding_.categorical:
+            raise DataError(
+                "this model has categorical columns "
+                f"({', '.join(c.name for c in self.encoding_.categorical)}); pass a pandas or "
+                "dask DataFrame or a Parquet path holding them, not a NumPy array"
+            )
         if X.ndim != 2 or X.shape[1] != self.n_features_in_:
             raise DataError(
                 f"X has shape {X.shape}, but the model was trained on "
@@ -464,13 +575,48 @@ def _with_passes(callback, objective: Objective):
     return lambda info: callback(dataclasses.replace(info, passes=objective.passes))
 
 
-def _digest(init) -> str | None:
-    """A short hash of a warm start's coefficients, so it is part of the run's identity."""
-    if init is None:
+def _digest(model) -> str | None:
+    """A short hash of a warm start's coefficients (by name), part of the run's identity."""
+    if model is None:
         return None
-    coef, intercept = init
-    text = json.dumps([np.ravel(coef).tolist(), np.ravel(intercept).tolist()])
+    names = list(getattr(model, "coef_names_", model.feature_names_in_))
+    coef = np.asarray(model.coef_)
+    rows = coef.T if coef.ndim == 2 else coef[:, None]
+    pairs = sorted((name, rows[j].tolist()) for j, name in enumerate(names))
+    text = json.dumps([pairs, np.ravel(model.intercept_).tolist()])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _initial_params(model, encoding: Encoding):
+    """(coef, intercept) of the init model in this run's coefficient order, or None."""
+    if model is None:
+        return None
+    names = list(getattr(model, "coef_names_", model.feature_names_in_))
+    wanted = encoding.feature_names
+    family = getattr(model, "family_", model.family)
+    if family != encoding.family or set(names) != set(wanted):
+        raise ConfigError(
+            f"--init model is {family} on features {names[:10]}, but this run is "
+            f"{encoding.family} on {wanted[:10]}; it can only start from a model with the "
+            "same family and features (and levels)"
+        )
+    order = [names.index(name) for name in wanted]
+    coef = np.asarray(model.coef_)
+    coef = coef[order] if coef.ndim == 1 else coef[:, order].T
+    return coef, model.intercept_
+
+
+def _with_category_slots(moments: MomentSums, encoding: Encoding) -> MomentSums:
+    """Moments of the numeric columns, and mean 0 / variance 1 for the category slots:
+    indicators are not standardized."""
+    slots = encoding.n_category_slots
+    if not slots:
+        return moments
+    return MomentSums(
+        moments.count,
+        np.concatenate([moments.mean, np.zeros(slots)]),
+        np.concatenate([moments.m2, np.full(slots, moments.count)]),
+    )
 
 
 @contextlib.contextmanager
@@ -490,29 +636,44 @@ def _client_or_local(client: Client | None) -> Iterator[Client]:
 
 @dataclass
 class _TrainingSource:
-    """Training data before it is loaded: its features, identity and how to persist it."""
+    """Training data before it is loaded: its features, identity, how to profile and
+    how to persist it."""
 
     features: list[str]
+    categorical: list[str]
     description: str
     data_items: list
+    profile: Callable[..., object]
     persist: Callable[..., PersistedBlocks | StreamedPieces]
     label: str
 
 
-def _training_source(data, label, features, exclude, storage_options, weight) -> _TrainingSource:
+def _training_source(
+    data, label, features, exclude, storage_options, weight, categorical=None
+) -> _TrainingSource:
     if isinstance(data, (str, bytes)) or hasattr(data, "__fspath__"):
         url = str(data.__fspath__() if hasattr(data, "__fspath__") else data)
-        data = plan_dataset(url, label, features, exclude, storage_options, weight=weight)
+        data = plan_dataset(
+            url,
+            label,
+            features,
+            exclude,
+            storage_options,
+            weight=weight,
+            categorical=categorical,
+        )
     if isinstance(data, DatasetPlan):
         plan = data
         if plan.weight != weight:
             raise ConfigError(f"the data plan has weight column {plan.weight!r}, not {weight!r}")
         return _TrainingSource(
             plan.features,
+            plan.categorical,
             plan.url,
             plan.fingerprint_items(),
-            lambda client, dtype, timeout, cache, family: persist_plan(
-                client, plan, dtype, timeout, cache, family
+            lambda client, request, timeout: profile_plan(client, plan, request, timeout),
+            lambda client, encoding, dtype, timeout, cache: persist_plan(
+                client, plan, encoding, dtype, timeout, cache
             ),
             label,
         )
@@ -520,13 +681,19 @@ def _training_source(data, label, features, exclude, storage_options, weight) ->
         import dask.base
 
         frame, dropped = data, [*(exclude or []), *([weight] if weight else [])]
-        chosen = _frame_features(data, label, features, dropped)
+        schema = _frame_schema(frame)
+        chosen, cats = _choose_features(
+            schema, "the DataFrame", label, features, dropped, categorical
+        )
+        columns = list(dict.fromkeys([*chosen, label, *([weight] if weight else [])]))
         return _TrainingSource(
             chosen,
+            cats,
             "dask DataFrame",
             [dask.base.tokenize(frame)],
-            lambda client, dtype, timeout, cache, family: _persist_frame(
-                client, frame, label, chosen, dtype, timeout, family, weight
+            lambda client, request, timeout: _profile_frame(client, frame[columns], request),
+            lambda client, encoding, dtype, timeout, cache: _persist_frame(
+                client, frame[columns], encoding, dtype, timeout
             ),
             label,
         )
@@ -541,31 +708,51 @@ def _both(*callbacks):
     return lambda info: [c(info) for c in active]
 
 
-def _persist_frame(
-    client, frame, label, features, dtype, timeout, family, weight
-) -> PersistedBlocks:
+def _frame_schema(frame):
+    """The Arrow schema of a dask DataFrame's partitions (pandas nullable and pyarrow-backed
+    dtypes included), so that it is checked by the same rules as a Parquet file's."""
+    import pyarrow as pa
+
+    try:
+        return pa.Schema.from_pandas(frame._meta, preserve_index=False)
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        raise DataError(f"the DataFrame's columns cannot be read as Arrow ({exc})") from None
+
+
+def _as_table(part):
+    """A pandas partition as an Arrow table (what the loader reads)."""
+    import pyarrow as pa
+
+    try:
+        return pa.Table.from_pandas(part, preserve_index=False)
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        raise DataError(f"a DataFrame partition cannot be read as Arrow ({exc})") from None
+
+
+def _profile_frame(client, frame, request):
     import dask
 
-    columns = [*features, label, *([weight] if weight else [])]
-    parts = frame[columns].to_delayed()
+    from lrdask.encoding import profile_table
+
+    parts = [
+        dask.delayed(lambda p, r: profile_table(_as_table(p), r))(part, request)
+        for part in frame.to_delayed()
+    ]
+    return merge_all(client.gather(client.compute(parts)))
+
+
+def _persist_frame(client, frame, encoding, dtype, timeout) -> PersistedBlocks:
+    import dask
+
     tasks = [
-        dask.delayed(_frame_block)(part, features, label, f"partition {i}", dtype, family, weight)
-        for i, part in enumerate(parts)
+        dask.delayed(_frame_block)(part, encoding, f"partition {i}", dtype)
+        for i, part in enumerate(frame.to_delayed())
     ]
     return PersistedBlocks(client, client.compute(tasks), timeout)
 
 
-def _frame_block(part, features, label, source, dtype, family, weight):
-    columns = [*features, label, *([weight] if weight else [])]
-    return block_from_columns(
-        {name: part[name].to_numpy() for name in columns},
-        features,
-        label,
-        source,
-        dtype,
-        weight=weight,
-        family=family,
-    )
+def _frame_block(part, encoding, source, dtype):
+    return block_from_table(_as_table(part), encoding, source, dtype)
 
 
 def _is_dask_frame(data) -> bool:
@@ -576,26 +763,62 @@ def _is_dask_frame(data) -> bool:
     return isinstance(data, dd.DataFrame)
 
 
-def _frame_features(frame, label, features, exclude) -> list[str]:
-    columns = list(frame.columns)
-    if label not in columns:
-        raise DataError(f"label column '{label}' not found in the DataFrame: {columns}")
-    if features is None:
-        features = [c for c in columns if c != label and c not in (exclude or [])]
-    missing = [c for c in features if c not in columns]
-    if missing:
-        raise DataError(f"feature column(s) {missing} not found in the DataFrame: {columns}")
-    return list(features)
+def _lazy_probabilities(model, data):
+    """predict_proba for a Parquet path or a dask DataFrame: a dask array, one chunk per
+    piece (partition), read and encoded as in training."""
+    import dask
+    import dask.array as da
 
+    from lrdask.loading import load_piece
+    from lrdask.predict import block_probabilities
 
-def _as_dask_frame(data, features: list[str]):
-    import dask.dataframe as dd
-
+    encoding = model.encoding_.reading(None)
+    width = len(model.classes_)
+    coef, intercept = np.asarray(model.coef_), model.intercept_
     if _is_dask_frame(data):
-        return data
-    if isinstance(data, str) or hasattr(data, "__fspath__"):
-        return dd.read_parquet(str(data), columns=features)
-    raise DataError(
-        f"predict takes a NumPy array, a dask DataFrame or a Parquet path, "
-        f"not {type(data).__name__}"
-    )
+        frame = (
+            data[encoding.input_columns]
+            if set(encoding.input_columns) <= set(data.columns)
+            else None
+        )
+        if frame is None:
+            missing = [c for c in encoding.input_columns if c not in data.columns]
+            raise DataError(f"the DataFrame lacks the model's column(s) {missing}")
+        lengths = frame.map_partitions(len).compute()
+        parts = [
+            dask.delayed(
+                lambda p: block_probabilities(
+                    block_from_table(_as_table(p), encoding, "partition", drop_incomplete=False),
+                    coef,
+                    intercept,
+                )
+            )(part)
+            for part in frame.to_delayed()
+        ]
+    elif isinstance(data, (str, bytes)) or hasattr(data, "__fspath__"):
+        url = str(data.__fspath__() if hasattr(data, "__fspath__") else data)
+        plan = plan_dataset(
+            url,
+            None,
+            encoding.input_columns,
+            categorical=[c.name for c in encoding.categorical],
+        )
+        lengths = [piece.num_rows for piece in plan.pieces]
+        parts = [
+            dask.delayed(
+                lambda piece: block_probabilities(
+                    load_piece(piece, plan.fs, encoding, drop_incomplete=False), coef, intercept
+                )
+            )(piece)
+            for piece in plan.pieces
+        ]
+    else:
+        raise DataError(
+            "predict takes a NumPy array, a dask DataFrame or a Parquet path, "
+            f"not {type(data).__name__}"
+        )
+    arrays = [
+        da.from_delayed(part, shape=(int(n), width), dtype=np.float64)
+        for part, n in zip(parts, lengths, strict=True)
+    ]
+    return da.concatenate(arrays) if arrays else da.zeros((0, width))

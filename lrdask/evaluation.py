@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lrdask.kernels import log_loss_rows, sigmoid
+from lrdask.kernels import linear_predictor, log_loss_rows, sigmoid
 
 BINS = 2**15
 Z_RANGE = 40.0
@@ -37,9 +37,11 @@ class EvaluationSums:
         )
 
 
-def evaluation_sums(X: np.ndarray, y: np.ndarray, w: np.ndarray, b: float) -> EvaluationSums:
+def evaluation_sums(
+    X: np.ndarray, y: np.ndarray, w: np.ndarray, b: float, codes=None
+) -> EvaluationSums:
     """The kernel for one partition (pure NumPy)."""
-    z = np.asarray(X, dtype=np.float64) @ np.asarray(w, dtype=np.float64) + b
+    z = linear_predictor(X, w, b, codes)
     predicted = (sigmoid(z) >= 0.5).astype(np.int64)
     truth = y.astype(np.int64)
     confusion = np.zeros((2, 2), dtype=np.int64)
@@ -66,7 +68,13 @@ def metrics(sums: EvaluationSums) -> dict:
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     auc, bound = _roc_auc(sums.positives, sums.negatives)
-    return {
+    pr_auc = _average_precision(sums.positives, sums.negatives)
+    notes = {}
+    if auc is None:
+        notes["roc_auc"] = "only one class present in the labels; ROC AUC needs both"
+    if pr_auc is None:
+        notes["pr_auc"] = "no positive rows in the labels; PR AUC needs some"
+    result = {
         "rows": int(sums.count),
         "log_loss": sums.loss / sums.count,
         "accuracy": (tp + tn) / sums.count,
@@ -75,16 +83,19 @@ def metrics(sums: EvaluationSums) -> dict:
         "f1": f1,
         "roc_auc": auc,
         "roc_auc_error_bound": bound,
-        "pr_auc": _average_precision(sums.positives, sums.negatives),
+        "pr_auc": pr_auc,
         "confusion": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
     }
+    if notes:  # undefined metrics are null (strict JSON), with the reason beside them
+        result["notes"] = notes
+    return result
 
 
 def _roc_auc(pos: np.ndarray, neg: np.ndarray) -> tuple[float, float]:
     """P(score of a positive > score of a negative), ties counted half, and the bound."""
     p, n = float(pos.sum()), float(neg.sum())
     if p == 0 or n == 0:
-        return float("nan"), float("nan")
+        return None, None
     negatives_below = np.cumsum(neg) - neg
     auc = float((pos * (negatives_below + 0.5 * neg)).sum()) / (p * n)
     bound = 0.5 * float((pos * neg).sum()) / (p * n)
@@ -95,7 +106,7 @@ def _average_precision(pos: np.ndarray, neg: np.ndarray) -> float:
     """Σ (R_k − R_{k−1})·P_k over thresholds from the highest bin down (as scikit-learn)."""
     total = float(pos.sum())
     if total == 0:
-        return float("nan")
+        return None
     tp = np.cumsum(pos[::-1]).astype(np.float64)
     fp = np.cumsum(neg[::-1]).astype(np.float64)
     seen = (tp + fp) > 0
@@ -119,9 +130,9 @@ class MulticlassSums:
         )
 
 
-def multiclass_evaluation_sums(X, y, W: np.ndarray, b: np.ndarray) -> MulticlassSums:
+def multiclass_evaluation_sums(X, y, W: np.ndarray, b: np.ndarray, codes=None) -> MulticlassSums:
     """The multinomial kernel for one partition: W is (features, K), b is (K,)."""
-    z = np.asarray(X, dtype=np.float64) @ W + b
+    z = linear_predictor(X, W, b, codes)
     top = z.max(axis=1, keepdims=True)
     log_norm = np.log(np.exp(z - top).sum(axis=1)) + top[:, 0]
     truth = y.astype(np.intp)
@@ -159,31 +170,34 @@ def multiclass_metrics(sums: MulticlassSums) -> dict:
 
 
 def evaluate_dataset(client, model, data: str, storage_options: dict | None = None) -> dict:
-    """Metrics of ``model`` on the Parquet data set ``data`` (which must hold the label)."""
-    import functools
+    """Metrics of ``model`` on the Parquet data set ``data`` (which must hold the label),
+    read by the same planner, loader and encoding as training."""
+    import logging
 
-    from lrdask.dataset import plan_dataset
-    from lrdask.errors import DataError
-    from lrdask.loading import check_reports, load_piece
+    from lrdask.loading import check_reports, load_piece, summarize
+    from lrdask.predict import plan_for_model
     from lrdask.scheduling import StreamedPieces
 
-    try:
-        plan = plan_dataset(
-            data, model.label_, list(model.feature_names_in_), None, storage_options
-        )
-    except DataError as exc:
-        raise DataError(f"DATA does not fit the model: {exc}") from None
-    args = [(piece, plan.fs, plan.features, plan.label, "float64") for piece in plan.pieces]
-    family = getattr(model, "family", "binomial")
-    pieces = StreamedPieces(client, functools.partial(load_piece, family=family), args)
-    counts = check_reports(pieces.reports(), plan.label, family, training=False)
-    if family == "binomial":
+    log = logging.getLogger("lrdask")
+    plan = plan_for_model(model, data, model.label_, storage_options)
+    encoding = model.encoding_.reading(model.label_)
+    args = [(piece, plan.fs, encoding, "float64") for piece in plan.pieces]
+    pieces = StreamedPieces(client, load_piece, args)
+    reports = pieces.reports()
+    check_reports(reports, plan.label, encoding.family, training=False, classes=encoding.classes)
+    summarize(reports, log)
+    classes = list(encoding.classes)
+    if encoding.family == "binomial":
         sums = pieces.partial_sums(
             np.asarray(model.coef_), float(model.intercept_), kernel=evaluation_sums
         )
-        return {"data": data, **metrics(sums)}
-    if len(counts) > len(model.classes_):
-        raise DataError(f"{data}: labels include class {len(counts) - 1}, unknown to the model")
+        result = metrics(sums)
+        for name, why in result.get("notes", {}).items():
+            log.warning("%s is undefined on %s: %s", name, data, why)
+        return {"data": data, "classes": classes, "positive_class": classes[1], **result}
     W, b = np.asarray(model.coef_).T, np.asarray(model.intercept_)
     sums = pieces.partial_sums(W, b, kernel=multiclass_evaluation_sums)
-    return {"data": data, **multiclass_metrics(sums)}
+    result = multiclass_metrics(sums)
+    for entry in result["per_class"]:
+        entry["class"] = classes[entry["class"]]
+    return {"data": data, "classes": classes, **result}

@@ -3,6 +3,13 @@
 Nothing here knows about Dask. Numerical stability lives in these few functions so
 that nothing above them can get it wrong: the loss uses the softplus form and σ is
 built from ``exp(-|z|)``, so no ``log(0)`` and no overflow for any finite z.
+
+Categorical features arrive as ``codes`` (rows × categorical columns, int32; see
+``lrdask.encoding``): the coefficient vector is [numeric weights, category slots], a row
+adds ``w[f + code]`` per categorical column to z, and the gradient of the slots is a
+scatter-add of the residual (``np.bincount`` with weights): O(rows) per column whatever
+the number of levels, and no one-hot matrix. The code one past the last slot is the
+zero slot (no contribution).
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ def log_loss_sums(
     block_rows: int = BLOCK_ROWS,
     sample_weight: np.ndarray | None = None,
     class_weight: tuple[float, float] | None = None,
+    codes: np.ndarray | None = None,
 ) -> LogLossSums:
     """Partial sums of loss and gradient of the log loss over the rows of one partition.
 
@@ -51,9 +59,12 @@ def log_loss_sums(
 
     Weights: row i counts s_i = sample_weight[i]·class_weight[y_i] times (loss, gradient
     and the count m alike); without either, no multiplication happens at all.
+
+    ``codes`` (n, c) int32: categorical slots; then w has f + S entries (S category slots)
+    and so has the gradient.
     """
     weights = row_weights(y, sample_weight, class_weight)
-    return _fold_rows(X, y, w, b, block_rows, weights=weights)
+    return _fold_rows(X, y, w, b, block_rows, weights=weights, codes=codes)
 
 
 def row_weights(y: np.ndarray, sample_weight=None, class_weight=None) -> np.ndarray | None:
@@ -74,27 +85,35 @@ def newton_sums(
     block_rows: int = BLOCK_ROWS,
     sample_weight: np.ndarray | None = None,
     class_weight: tuple[float, float] | None = None,
+    codes: np.ndarray | None = None,
 ) -> NewtonSums:
     """The partial sums of ``log_loss_sums`` plus the Hessian sum Σ a(1−a)·[x; 1][x; 1]ᵀ,
     in the same pass over X.
 
     Costs O(rows × features²) per pass, which is why Newton is for up to a few thousand
-    features. Accumulated in float64 block by block, like the gradient.
+    features. Accumulated in float64 block by block, like the gradient. With ``codes`` the
+    Hessian is over all f + S coefficients: each block of rows is expanded to its dense
+    design [x, one-hot] for this product only (Newton is limited to a few thousand
+    coefficients, so a block of that is small); the loss and gradient stay sparse.
     """
-    f = X.shape[1]
+    f = np.shape(w)[0]
     hessian = np.zeros((f + 1, f + 1))
     weights = row_weights(y, sample_weight, class_weight)
-    sums = _fold_rows(X, y, w, b, block_rows, hessian, weights)
+    sums = _fold_rows(X, y, w, b, block_rows, hessian, weights, codes)
     hessian[f, :f] = hessian[:f, f]
     return NewtonSums(sums, hessian)
 
 
-def _fold_rows(X, y, w, b, block_rows: int, hessian=None, weights=None) -> LogLossSums:
+def _fold_rows(X, y, w, b, block_rows: int, hessian=None, weights=None, codes=None):
     """The block loop shared by both kernels; adds to ``hessian`` (upper part) if given,
     and weighs every row by ``weights`` if given."""
     n, f = X.shape
     work = _work_dtype(X)
-    w_x = np.asarray(w, dtype=np.float64).astype(work, copy=False)
+    w = np.asarray(w, dtype=np.float64)
+    slots = category_slots(w, f)
+    offsets = None if codes is None else category_z(codes, slots)
+    residuals = None if codes is None else np.empty(n)
+    w_x = w[:f].astype(work, copy=False)
     rows = min(block_rows, max(n, 1))
     e, t, r = np.empty(rows, work), np.empty(rows, work), np.empty(rows, work)
     grad = np.zeros(f)
@@ -107,16 +126,60 @@ def _fold_rows(X, y, w, b, block_rows: int, hessian=None, weights=None) -> LogLo
         sb = None if weights is None else weights[start : start + k]
         z = np.matmul(Xb, w_x)
         z += b
+        if offsets is not None:
+            z += offsets[start : start + k]
         loss += _block_loss(z, yb, e[:k], t[:k], sb)
         _block_residual(z, yb, e[:k], r[:k])
         if sb is not None:
             r[:k] *= sb
         grad += r[:k] @ Xb
         grad_b += float(r[:k].sum(dtype=np.float64))
+        if residuals is not None:
+            residuals[start : start + k] = r[:k]
         if hessian is not None:
-            _add_block_hessian(Xb, e[:k], hessian, sb)
+            design = Xb if codes is None else dense_design(Xb, codes[start : start + k], slots)
+            _add_block_hessian(design, e[:k], hessian, sb)
     count = float(n) if weights is None else float(weights.sum())
+    if codes is not None:
+        grad = np.concatenate([grad, category_gradient(codes, residuals, len(slots) - 1)])
     return LogLossSums(count, loss, grad, grad_b)
+
+
+def category_slots(w: np.ndarray, f: int) -> np.ndarray:
+    """The category part of w (after the f numeric weights) plus the zero slot, float64."""
+    slots = np.zeros((np.shape(w)[0] - f + 1, *np.shape(w)[1:]))
+    slots[:-1] = w[f:]
+    return slots
+
+
+def category_z(codes: np.ndarray, slots: np.ndarray) -> np.ndarray:
+    """Σ over categorical columns of slots[code]: each row's categorical part of z
+    (n,) for a slot vector, (n, K) for a slot matrix."""
+    total = slots[codes[:, 0]]
+    for j in range(1, codes.shape[1]):
+        total += slots[codes[:, j]]
+    return total
+
+
+def category_gradient(codes: np.ndarray, residuals: np.ndarray, n_slots: int) -> np.ndarray:
+    """Σ of the residuals of the rows in each slot (the zero slot dropped): one weighted
+    bincount per column, O(rows + slots)."""
+    grad = np.zeros(n_slots + 1)
+    for j in range(codes.shape[1]):
+        grad += np.bincount(codes[:, j], weights=residuals, minlength=n_slots + 1)
+    return grad[:n_slots]
+
+
+def dense_design(Xb: np.ndarray, codes: np.ndarray, slots: np.ndarray) -> np.ndarray:
+    """[x, one-hot of the codes] for one block of rows (Newton's Hessian only)."""
+    k, f = Xb.shape
+    n_slots = len(slots) - 1
+    design = np.zeros((k, f + n_slots + 1))
+    design[:, :f] = Xb
+    rows = np.arange(k)
+    for j in range(codes.shape[1]):
+        design[rows, f + codes[:, j]] = 1.0
+    return design[:, : f + n_slots]
 
 
 def _work_dtype(X: np.ndarray):
@@ -175,13 +238,14 @@ def _block_residual(z: np.ndarray, y: np.ndarray, e: np.ndarray, r: np.ndarray) 
 
 
 def moment_sums(
-    X: np.ndarray, y=None, w=None, b=None, sample_weight: np.ndarray | None = None
+    X: np.ndarray, y=None, w=None, b=None, sample_weight: np.ndarray | None = None, codes=None
 ) -> MomentSums:
     """Per-column count, mean and Σ s·(x − mean)² of one partition, for ``standardize``.
 
-    Takes (and ignores) the labels and (w, b) so that it runs over the cached blocks like
-    any other pass. Blocks of rows are merged with the pairwise formula of Chan et al.,
-    which does not lose precision the way Σx² − (Σx)²/n does.
+    Takes (and ignores) the labels, (w, b) and the categorical codes so that it runs over
+    the cached blocks like any other pass (category indicators are not standardized).
+    Blocks of rows are merged with the pairwise formula of Chan et al., which does not
+    lose precision the way Σx² − (Σx)²/n does.
     """
     total = MomentSums.zeros(X.shape[1])
     for start in range(0, X.shape[0], BLOCK_ROWS):
@@ -191,13 +255,18 @@ def moment_sums(
     return total
 
 
-def predict_proba_rows(X: np.ndarray, w: np.ndarray, b: float) -> np.ndarray:
+def predict_proba_rows(X: np.ndarray, w: np.ndarray, b: float, codes=None) -> np.ndarray:
     """P(y = 1 | x) for every row of X."""
-    return sigmoid(_affine(X, np.asarray(w, dtype=np.float64), b))
+    return sigmoid(linear_predictor(X, w, b, codes))
 
 
-def _affine(X: np.ndarray, w: np.ndarray, b: float) -> np.ndarray:
-    """z = X·w + b in float64, whatever the storage dtype of X."""
-    z = np.asarray(X, dtype=np.float64) @ w
+def linear_predictor(X: np.ndarray, w: np.ndarray, b, codes=None) -> np.ndarray:
+    """z = X·w + b (+ the category slots of each row) in float64, whatever the storage
+    dtype of X; w is (f [+ S],) for one output or (f [+ S], K) for K."""
+    w = np.asarray(w, dtype=np.float64)
+    f = X.shape[1]
+    z = np.asarray(X, dtype=np.float64) @ w[:f]
     z += b
+    if codes is not None:
+        z += category_z(codes, category_slots(w, f))
     return z

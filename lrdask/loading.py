@@ -1,10 +1,13 @@
 """Loading one partition on a worker into contiguous NumPy arrays, validating as it goes.
 
-A ``Block`` is what a worker keeps in memory for the whole training run: X as one
-contiguous column-major (rows × features) array, y as a float64 vector. Validation (NaN/inf,
-nulls, labels outside {0, 1}) happens here, in the same pass that builds the arrays,
-and is summarised in a small ``BlockReport`` so the driver can name every problem
-without ever seeing the rows.
+A ``Block`` is what a worker keeps in memory for the whole training run: the numeric
+features X as one contiguous column-major (rows × numeric features) array, the categorical
+features as int32 codes (rows × categorical columns, see ``lrdask.encoding``), y as a
+float64 vector of class indices. The columns are read as the ``Encoding`` says (the same
+code for training, predicting and evaluating). Validation (nulls, NaN, ±inf, labels that
+are not classes, negative weights) happens here, in the same pass that builds the arrays,
+and is summarised in a small ``BlockReport`` so the driver can name every problem without
+ever seeing the rows.
 """
 
 from __future__ import annotations
@@ -17,6 +20,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lrdask.dataset import Piece, first_line
+from lrdask.encoding import (
+    MAX_CLASSES,
+    Encoding,
+    ProfileRequest,
+    float_values,
+    profile_table,
+    skip_mask,
+)
 from lrdask.errors import DataError
 
 
@@ -27,58 +38,61 @@ class BlockReport:
     source: str
     rows: int
     positives: int = 0
-    # column -> number of null / NaN / ±inf values
+    # column -> number of ±inf values (NaN and null too when missing="error")
     bad_values: dict[str, int] = field(default_factory=dict)
-    # label values other than 0 and 1 (up to five examples) and how many rows had them
-    bad_labels: list[float] = field(default_factory=list)
+    # column -> null / NaN values (an error only with missing="error")
+    missing_values: dict[str, int] = field(default_factory=dict)
+    # label values that are not classes (up to five examples) and how many rows had them
+    bad_labels: list = field(default_factory=list)
     bad_label_rows: int = 0
-    # rows per class index (binomial: [zeros, ones]); weights below zero
+    # rows per class index (binomial: [negatives, positives]); weights below zero
     class_counts: list[int] = field(default_factory=list)
     negative_weights: int = 0
     weight_sum: float = 0.0
+    # source -> rows dropped for missing values (missing="skip")
+    skipped: dict[str, int] = field(default_factory=dict)
+    # column -> values replaced by the training mean / rows whose level was not seen
+    imputed: dict[str, int] = field(default_factory=dict)
+    unseen: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
 class Block:
-    """One partition held in worker memory: features, labels (or None) and its report."""
+    """One partition held in worker memory: features, codes, labels (or None), report.
+
+    ``incomplete`` (predict only) marks rows that have a missing value under
+    missing="skip": they are kept in place so that outputs stay row-aligned, and scored
+    as null."""
 
     X: np.ndarray
     y: np.ndarray | None
     report: BlockReport
     extra: pa.Table | None = None
     weight: np.ndarray | None = None
+    codes: np.ndarray | None = None
+    incomplete: np.ndarray | None = None
 
 
 def load_piece(
     piece: Piece,
     fs: fsspec.AbstractFileSystem,
-    features: list[str],
-    label: str | None,
+    encoding: Encoding,
     dtype: str = "float64",
     keep: tuple[str, ...] = (),
     *,
-    weight: str | None = None,
-    family: str = "binomial",
+    drop_incomplete: bool = True,
 ) -> Block:
     """Read one piece's columns from Parquet and build its Block (runs on a worker)."""
-    named = [*features, *([label] if label else []), *([weight] if weight else [])]
-    table = _read_piece(piece, fs, list(dict.fromkeys([*named, *keep])))
+    table = _read_piece(piece, fs, list(dict.fromkeys([*_columns(encoding), *keep])), encoding)
     extra = table.select(list(keep)) if keep else None
-    data = {name: table.column(name) for name in named}
-    return block_from_columns(
-        data, features, label, piece.describe(), dtype, extra, weight=weight, family=family
-    )
+    return block_from_table(table, encoding, piece.describe(), dtype, extra, drop_incomplete)
 
 
 def load_pieces(
     pieces: tuple[Piece, ...],
     fs: fsspec.AbstractFileSystem,
-    features: list[str],
-    label: str | None,
+    encoding: Encoding,
     dtype: str = "float64",
-    *,
-    weight: str | None = None,
-    family: str = "binomial",
 ) -> Block:
     """One Block from several small pieces (small files), so that a data set of many
     small files is folded in blocks as large as one of few big files: a kernel call per
@@ -86,17 +100,19 @@ def load_pieces(
     copied into its rows in turn (one copy, one piece's columns in memory at a time) and
     validated on its own, so a problem is reported against the file that holds it."""
     if len(pieces) == 1:
-        return load_piece(pieces[0], fs, features, label, dtype, weight=weight, family=family)
-    named = [*features, *([label] if label else []), *([weight] if weight else [])]
+        return load_piece(pieces[0], fs, encoding, dtype)
     total = sum(piece.num_rows for piece in pieces)
-    block = _empty_block(total, len(features), label, weight, dtype)
+    block = _empty_block(total, encoding, dtype)
     reports, start = [], 0
+    kept = np.ones(total, dtype=bool)
     for piece in pieces:
-        table = _read_piece(piece, fs, named)
-        data = {name: table.column(name) for name in named}
-        reports.append(
-            _fill_rows(block, start, data, features, label, piece.describe(), weight, family)
-        )
+        table = _read_piece(piece, fs, _columns(encoding), encoding)
+        if start + table.num_rows > total:
+            break
+        report, dropped = _fill_rows(block, start, table, encoding, piece.describe())
+        if dropped is not None:
+            kept[start : start + table.num_rows] = ~dropped
+        reports.append(report)
         start += table.num_rows
     if start != total:
         raise DataError(
@@ -104,7 +120,12 @@ def load_pieces(
             "the files changed while training started, rerun"
         )
     block.report = merge_reports(reports)
-    return block
+    return _compact(block, kept)
+
+
+def _columns(encoding: Encoding) -> list[str]:
+    names = [*encoding.input_columns, *([encoding.label] if encoding.label else [])]
+    return list(dict.fromkeys([*names, *([encoding.weight] if encoding.weight else [])]))
 
 
 def merge_reports(reports: list[BlockReport]) -> BlockReport:
@@ -114,9 +135,16 @@ def merge_reports(reports: list[BlockReport]) -> BlockReport:
     merged = BlockReport((bad or reports)[0].source, sum(r.rows for r in reports))
     for r in reports:
         merged.positives += r.positives
-        for name, count in r.bad_values.items():
-            merged.bad_values[name] = merged.bad_values.get(name, 0) + count
-        merged.bad_labels = sorted({*merged.bad_labels, *r.bad_labels})[:5]
+        for mine, theirs in (
+            (merged.bad_values, r.bad_values),
+            (merged.missing_values, r.missing_values),
+            (merged.skipped, r.skipped),
+            (merged.imputed, r.imputed),
+            (merged.unseen, r.unseen),
+        ):
+            for name, count in theirs.items():
+                mine[name] = mine.get(name, 0) + count
+        merged.bad_labels = sorted({*merged.bad_labels, *r.bad_labels}, key=str)[:5]
         merged.bad_label_rows += r.bad_label_rows
         merged.negative_weights += r.negative_weights
         merged.weight_sum += r.weight_sum
@@ -124,103 +152,205 @@ def merge_reports(reports: list[BlockReport]) -> BlockReport:
     return merged
 
 
-def _read_piece(piece: Piece, fs: fsspec.AbstractFileSystem, columns: list[str]) -> pa.Table:
+def profile_piece(piece: Piece, fs: fsspec.AbstractFileSystem, request: ProfileRequest):
+    """The profile of one piece (levels, classes, sums; runs on a worker)."""
+    columns = [*request.numeric, *request.categorical, *([request.label] if request.label else [])]
+    columns += [request.weight] if request.weight else []
+    if request.missing != "skip" and not request.means:
+        columns = [*request.categorical, *([request.label] if request.label else [])]
+    table = _read_piece(piece, fs, list(dict.fromkeys(columns)), list(request.categorical))
+    return profile_table(table, request)
+
+
+def _read_piece(
+    piece: Piece, fs: fsspec.AbstractFileSystem, columns: list[str], categorical
+) -> pa.Table:
+    # string categoricals are read dictionary-encoded: their levels are then looked up once
+    # per distinct value of the file's dictionary, not once per row
+    if isinstance(categorical, Encoding):
+        categorical = [c.name for c in categorical.categorical]
     try:
         with fs.open(piece.path, "rb") as fh:
-            return pq.ParquetFile(fh).read_row_groups(list(piece.row_groups), columns=columns)
+            parquet = pq.ParquetFile(fh, read_dictionary=_string_columns(fh, categorical))
+            return parquet.read_row_groups(list(piece.row_groups), columns=columns)
     except (OSError, pa.ArrowException) as exc:
         raise DataError(
             f"{piece.describe()}: cannot be read ({first_line(exc)}); remove or replace the file"
         ) from None
 
 
+def _string_columns(fh, names: list[str]) -> list[str]:
+    if not names:
+        return []
+    schema = pq.ParquetFile(fh).schema_arrow
+    fh.seek(0)
+    return [
+        n
+        for n in names
+        if n in schema.names
+        and (
+            pa.types.is_string(schema.field(n).type)
+            or pa.types.is_large_string(schema.field(n).type)
+        )
+    ]
+
+
 def _has_problems(report: BlockReport) -> bool:
-    return bool(report.bad_values or report.bad_label_rows or report.negative_weights)
+    return bool(
+        report.bad_values
+        or report.missing_values
+        or report.bad_label_rows
+        or report.negative_weights
+    )
 
 
-def block_from_columns(
-    data: dict,
-    features: list[str],
-    label: str | None,
+def block_from_table(
+    table: pa.Table,
+    encoding: Encoding,
     source: str,
     dtype: str = "float64",
     extra: pa.Table | None = None,
-    *,
-    weight: str | None = None,
-    family: str = "binomial",
+    drop_incomplete: bool = True,
 ) -> Block:
-    """Build a Block from named columns (Arrow arrays, pandas Series or NumPy arrays).
+    """Build a Block from an Arrow table holding the encoding's columns.
 
-    ``family`` decides what a valid label is: 0/1 ("binomial") or a class index
-    0, 1, …, K−1 ("multinomial"). ``weight`` names a column of non-negative row weights.
-    """
-    block = _empty_block(len(data[features[0]]), len(features), label, weight, dtype, extra)
-    block.report = _fill_rows(block, 0, data, features, label, source, weight, family)
+    With missing="skip", rows with a missing value are dropped (``drop_incomplete``) or,
+    for predictions, kept and marked in ``Block.incomplete``."""
+    block = _empty_block(table.num_rows, encoding, dtype, extra)
+    block.report, dropped = _fill_rows(block, 0, table, encoding, source)
+    if dropped is None:
+        return block
+    if not drop_incomplete:
+        block.incomplete = dropped
+        block.report.rows = table.num_rows
+        return block
+    return _compact(block, ~dropped)
+
+
+def _empty_block(n, encoding: Encoding, dtype, extra=None) -> Block:
+    # Column-major: X·w / Xᵀ·r stream whole columns in the kernel, which is faster than
+    # row-major on every size we measured.
+    X = np.empty((n, encoding.n_numeric), dtype=dtype, order="F")
+    codes = None
+    if encoding.categorical:
+        codes = np.empty((n, len(encoding.categorical)), dtype=np.int32, order="F")
+    y = np.empty(n) if encoding.label is not None else None
+    weights = np.empty(n) if encoding.weight is not None else None
+    return Block(X, y, BlockReport("", n), extra, weights, codes)
+
+
+def _compact(block: Block, kept: np.ndarray) -> Block:
+    """Drop the rows not ``kept`` (missing="skip"): one copy, only when rows were dropped."""
+    if kept.all():
+        return block
+    block.X = np.asfortranarray(block.X[kept])
+    if block.codes is not None:
+        block.codes = np.asfortranarray(block.codes[kept])
+    if block.y is not None:
+        block.y = block.y[kept]
+    if block.weight is not None:
+        block.weight = block.weight[kept]
+    if block.extra is not None:
+        block.extra = block.extra.filter(pa.array(kept))
+    block.report.rows = int(kept.sum())
     return block
 
 
-def _empty_block(n, n_features, label, weight, dtype, extra=None) -> Block:
-    # Column-major: X·w / Xᵀ·r stream whole columns in the kernel, which is faster than
-    # row-major on every size we measured.
-    X = np.empty((n, n_features), dtype=dtype, order="F")
-    y = np.empty(n) if label is not None else None
-    weights = np.empty(n) if weight is not None else None
-    return Block(X, y, BlockReport("", n), extra, weights)
-
-
-def _fill_rows(block: Block, start: int, data, features, label, source, weight, family):
-    """Copy one source's columns into rows start.. of ``block``, validating as it goes;
-    returns that source's report."""
-    n = len(data[features[0]])
+def _fill_rows(block: Block, start: int, table: pa.Table, encoding: Encoding, source: str):
+    """Copy one source's columns into rows start.. of ``block``, encoding and validating
+    as it goes; returns that source's report and (missing="skip") its incomplete rows."""
+    n = table.num_rows
     rows = slice(start, start + n)
     report = BlockReport(source, n)
-    for j, name in enumerate(features):
-        block.X[rows, j] = _float_values(data[name])
-        _count_nonfinite(block.X[rows, j], name, report)
-    if label is not None:
-        block.y[rows] = _float_values(data[label])
-        _check_labels(block.y[rows], label, report, family)
-    if weight is not None:
+    dropped = None
+    if encoding.missing == "skip":
+        dropped = skip_mask(table, encoding.input_columns, encoding)
+        if dropped.any():
+            report.skipped[source] = int(dropped.sum())
+        else:
+            dropped = None
+    for j, name in enumerate(encoding.numeric):
+        values = float_values(table.column(name))
+        _numeric_checks(values, name, report, encoding, j)
+        block.X[rows, j] = values
+    for j, cat in enumerate(encoding.categorical):
+        codes, null, unseen = encoding.codes(table.column(cat.name), j)
+        if null.any() and encoding.missing == "error":
+            report.missing_values[cat.name] = int(null.sum())
+        if unseen:
+            report.unseen[cat.name] = unseen
+        block.codes[rows, j] = codes
+    if encoding.label is not None:
+        y, null, odd = encoding.class_index(table.column(encoding.label))
+        _check_labels(y, null, odd, encoding, report, dropped)
+        block.y[rows] = y
+    if encoding.weight is not None:
         values = block.weight[rows]
-        values[:] = _float_values(data[weight])
-        _count_nonfinite(values, weight, report)
+        values[:] = float_values(table.column(encoding.weight))
+        finite = np.isfinite(values)
+        if dropped is not None:
+            values[dropped] = 0.0
+            finite |= dropped
+        if not finite.all():
+            _count_bad(values[~finite], encoding.weight, report, encoding)
         report.negative_weights = int(np.count_nonzero(values < 0))
-        report.weight_sum = float(values.sum())
-    return report
+        report.weight_sum = float(values[finite].sum())
+    if dropped is not None:
+        report.rows = n - int(dropped.sum())
+        if encoding.label is not None and report.class_counts:
+            kept_y = block.y[rows][~dropped]
+            report.class_counts = _bincount(kept_y, encoding.n_classes)
+            report.positives = report.class_counts[1]
+    return report, dropped
 
 
-def _float_values(column) -> np.ndarray:
-    """A column as contiguous float64; nulls become NaN (and are then counted as such)."""
-    if isinstance(column, (pa.Array, pa.ChunkedArray)):
-        column = column.to_numpy(zero_copy_only=False)
-    return np.ascontiguousarray(column, dtype=np.float64)
-
-
-def _count_nonfinite(column: np.ndarray, name: str, report: BlockReport) -> None:
-    """Count NaN/±inf in one column; a finite sum (one fast pass) proves there are none."""
-    if np.isfinite(column.sum(dtype=np.float64)):
+def _numeric_checks(values: np.ndarray, name: str, report: BlockReport, encoding, j) -> None:
+    """Count (or, with missing="mean", impute) the non-finite values of one column; a
+    finite sum (one fast pass) proves there are none."""
+    if np.isfinite(values.sum(dtype=np.float64)):
         return
-    count = int(np.count_nonzero(~np.isfinite(column)))
-    if count:
-        report.bad_values[name] = count
+    nan = np.isnan(values)
+    inf = np.isinf(values)
+    if inf.any():
+        report.bad_values[name] = int(inf.sum())
+    if not nan.any():
+        return
+    if encoding.missing == "error":
+        report.missing_values[name] = int(nan.sum())
+    elif encoding.missing == "mean":
+        values[nan] = encoding.means[j]
+        report.imputed[name] = int(nan.sum())
+    else:  # skip: the row is dropped; 0 keeps the kernel's finite-sum check quiet
+        values[nan] = 0.0
 
 
-# Most classes --family multinomial accepts (K × features coefficients on every pass).
-MAX_CLASSES = 1000
+def _count_bad(values: np.ndarray, name: str, report: BlockReport, encoding) -> None:
+    nan = int(np.isnan(values).sum())
+    if len(values) - nan:
+        report.bad_values[name] = len(values) - nan
+    if nan:
+        report.missing_values[name] = nan
 
 
-def _check_labels(y: np.ndarray, label: str, report: BlockReport, family: str) -> None:
-    finite = np.isfinite(y)
-    if not finite.all():
-        report.bad_values[label] = int(np.count_nonzero(~finite))
-    top = 1 if family == "binomial" else MAX_CLASSES - 1
-    valid = finite & (y >= 0) & (y <= top) & (y == np.floor(y))
-    odd = finite & ~valid
-    if odd.any():
-        report.bad_label_rows = int(np.count_nonzero(odd))
-        report.bad_labels = np.unique(y[odd])[:5].tolist()
-    report.class_counts = np.bincount(y[valid].astype(np.intp), minlength=2).tolist()
+def _check_labels(y, null, odd, encoding: Encoding, report: BlockReport, dropped) -> None:
+    null = null if dropped is None else null & ~dropped
+    if null.any():
+        report.missing_values[encoding.label] = int(null.sum())
+    unknown = np.isnan(y) & ~null
+    if dropped is not None:
+        unknown &= ~dropped
+        y[dropped] = 0.0
+    if unknown.any():
+        report.bad_label_rows = int(unknown.sum())
+        report.bad_labels = odd
+    valid = ~np.isnan(y)
+    y[~valid] = 0.0  # reported above; 0 keeps the arrays finite
+    report.class_counts = _bincount(y[valid], encoding.n_classes)
     report.positives = report.class_counts[1]
+
+
+def _bincount(y: np.ndarray, n_classes: int) -> list[int]:
+    return np.bincount(y.astype(np.intp), minlength=max(2, n_classes)).tolist()
 
 
 def check_reports(
@@ -229,53 +359,52 @@ def check_reports(
     family: str = "binomial",
     weight: str | None = None,
     training: bool = True,
+    classes: tuple = (),
 ) -> list[int]:
     """Turn the workers' load reports into one clear error for the first problem found.
 
-    Returns the rows per class (index = class), so the driver knows K and the class
-    balance without a further pass. Held-out data (``training=False``) need not have
-    every class."""
+    Returns the rows per class (index = class), so the driver knows the class balance
+    without a further pass. Held-out data (``training=False``) need not have every
+    class."""
     rows = sum(r.rows for r in reports)
+    skipped = sum(n for r in reports for n in r.skipped.values())
     if rows == 0:
+        if skipped:
+            raise DataError(
+                f"every one of the {skipped} rows has a missing value (--missing skip); "
+                "nothing is left to train on"
+            )
         raise DataError("the data set has zero rows; point DATA at a non-empty data set")
     _check_bad_values(reports)
     if weight is not None:
         _check_weights(reports, weight, rows)
     if label is None:
         return []
-    _check_label_values(reports, label, family, rows)
+    _check_label_values(reports, label, classes)
     counts = _class_counts(reports)
     if not training:
         return counts
-    if family == "binomial" and 0 in counts:
-        raise DataError(
-            f"label column '{label}' holds only class {int(counts[1] > 0)} in all {rows} rows; "
-            "training needs examples of both 0 and 1"
-        )
     empty = [k for k, n in enumerate(counts) if n == 0]
-    if family == "multinomial" and (empty or len(counts) < 2):
-        which = f"class {empty[0]} has no rows" if empty else "there is only class 0"
+    if empty:
+        name = repr(classes[empty[0]]) if len(classes) > empty[0] else str(empty[0])
         raise DataError(
-            f"label column '{label}': {which}; multinomial labels must be 0, 1, …, K−1 "
-            "(K ≥ 2) with every class present"
+            f"label column '{label}': class {name} has no rows in all {rows} rows; "
+            "training needs examples of every class"
         )
     return counts
 
 
-def _check_label_values(reports, label: str, family: str, rows: int) -> None:
+def _check_label_values(reports, label: str, classes) -> None:
     odd = [r for r in reports if r.bad_label_rows]
     if not odd:
         return
     count = sum(r.bad_label_rows for r in odd)
-    examples = ", ".join(_fmt(v) for v in sorted({v for r in odd for v in r.bad_labels})[:5])
-    if family == "binomial":
-        expected, fix = "only 0 and 1", "map the two classes to 0 and 1"
-    else:
-        expected = f"class indices 0, 1, …, K−1 (K ≤ {MAX_CLASSES})"
-        fix = "map the classes to 0, 1, …, K−1"
+    rows = sum(r.rows for r in reports)
+    examples = ", ".join(repr(v) for v in sorted({v for r in odd for v in r.bad_labels}, key=str))
+    known = ", ".join(repr(c) for c in classes[:10])
     raise DataError(
-        f"{odd[0].source}: label column '{label}' must hold {expected}, but {count} of "
-        f"{rows} rows hold other values (e.g. {examples}); {fix}"
+        f"{odd[0].source}: label column '{label}' holds {count} of {rows} rows with values "
+        f"that are not classes of the model ({examples}); its classes are {known}"
     )
 
 
@@ -303,21 +432,54 @@ def _check_weights(reports: list[BlockReport], weight: str, rows: int) -> None:
 
 
 def _check_bad_values(reports: list[BlockReport]) -> None:
-    columns: dict[str, list[BlockReport]] = {}
-    for report in reports:
-        for name in report.bad_values:
-            columns.setdefault(name, []).append(report)
-    if not columns:
+    for attr, what, fix in (
+        ("bad_values", "infinite", "replace them with finite numbers (or nulls)"),
+        (
+            "missing_values",
+            "null or NaN",
+            "pass --missing mean (impute the training mean; nulls in a categorical column "
+            "become the level '(missing)') or --missing skip (drop those rows)",
+        ),
+    ):
+        columns: dict[str, list[BlockReport]] = {}
+        for report in reports:
+            for name in getattr(report, attr):
+                columns.setdefault(name, []).append(report)
+        if not columns:
+            continue
+        name, where = next(iter(columns.items()))
+        count = sum(getattr(r, attr)[name] for r in where)
+        rest = list(columns)[1:]
+        others = f"; also in {', '.join(repr(c) for c in rest)}" if rest else ""
+        raise DataError(
+            f"{where[0].source}: column '{name}' has {count} {what} value(s) "
+            f"in {len(where)} partition(s){others}; {fix}"
+        )
+
+
+def summarize(reports: list[BlockReport], log, unseen: bool = True, skipped="dropped") -> None:
+    """Log what the encoding did to the rows: skipped, imputed, unseen levels (at predict
+    and evaluate time; in training, rows outside the kept levels are the rare ones)."""
+    merged = merge_reports(reports) if reports else None
+    if merged is None:
         return
-    name, where = next(iter(columns.items()))
-    count = sum(r.bad_values[name] for r in where)
-    rest = list(columns)[1:]
-    others = f"; also in {', '.join(repr(c) for c in rest)}" if rest else ""
-    raise DataError(
-        f"{where[0].source}: column '{name}' has {count} null, NaN or infinite value(s) "
-        f"in {len(where)} partition(s){others}; drop or impute them before training"
-    )
+    for source, count in sorted(merged.skipped.items()):
+        log.warning(
+            "--missing skip: %d row(s) with a missing value %s in %s", count, skipped, source
+        )
+    if merged.skipped:
+        log.warning("--missing skip: %d row(s) %s in all", sum(merged.skipped.values()), skipped)
+    for name, count in merged.imputed.items():
+        log.info(
+            "--missing mean: %d null/NaN value(s) of '%s' set to the training mean", count, name
+        )
+    for name, count in merged.unseen.items() if unseen else ():
+        log.warning(
+            "column '%s': %d row(s) hold a level not seen in training; scored as documented "
+            "(the '(other)' level if the column has one, else no contribution)",
+            name,
+            count,
+        )
 
 
-def _fmt(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(value)
+__all__ = ["MAX_CLASSES", "Block", "BlockReport", "block_from_table", "load_piece"]

@@ -8,9 +8,10 @@ then model.json, metrics.json and loss_curve.png (each written atomically), and 
 from __future__ import annotations
 
 import io
-import json
 
-from lrdask import __version__, storage
+import numpy as np
+
+from lrdask import __version__, artifact, storage
 
 SUCCESS_FILE = "_SUCCESS"
 METRICS_FILE = "metrics.json"
@@ -34,7 +35,7 @@ def write_run_outputs(
     """metrics.json and loss_curve.png for a saved model, then ``_SUCCESS``."""
     metrics = training_metrics(model, params)
     storage.write_bytes_atomic(
-        storage.join(out, METRICS_FILE), json.dumps(metrics, indent=2).encode(), storage_options
+        storage.join(out, METRICS_FILE), artifact.dumps(metrics).encode(), storage_options
     )
     storage.write_bytes_atomic(storage.join(out, PLOT_FILE), loss_curve_png(model), storage_options)
     storage.write_bytes_atomic(storage.join(out, SUCCESS_FILE), b"", storage_options)
@@ -52,7 +53,8 @@ def training_metrics(model, params: dict | None = None) -> dict:
         "iterations": model.n_iter_,
         "passes": getattr(model, "n_passes_", len(history)),
         "solver": model.solver,
-        "family": model.family,
+        "family": getattr(model, "family_", model.family),
+        "classes": [*np.asarray(model.classes_).tolist()],
         "stop_reason": getattr(model, "stop_reason_", ""),
         "train_log_loss": getattr(model, "training_metrics_", {}).get("train_log_loss"),
         "validation": getattr(model, "validation_metrics_", None),
@@ -60,6 +62,7 @@ def training_metrics(model, params: dict | None = None) -> dict:
         "grad_norm": model.grad_norm_,
         "n_rows": getattr(model, "n_rows_", None),
         "n_features": model.n_features_in_,
+        "n_coefficients": len(getattr(model, "coef_names_", model.feature_names_in_)),
         "seconds": round(seconds, 3),
         "passes_per_second": (
             round(getattr(model, "n_passes_", len(history)) / seconds, 3) if seconds > 0 else None

@@ -8,6 +8,7 @@ output location holds either complete predictions or nothing new.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 
@@ -20,10 +21,13 @@ from fsspec.implementations.local import LocalFileSystem
 
 from lrdask import kernels, storage
 from lrdask.dataset import Piece, plan_dataset
+from lrdask.encoding import Encoding
 from lrdask.errors import DataError, OutputExistsError
-from lrdask.loading import BlockReport, check_reports, load_piece
+from lrdask.loading import BlockReport, check_reports, load_piece, summarize
 from lrdask.outputs import SUCCESS_FILE
 from lrdask.scheduling import cluster_errors
+
+log = logging.getLogger("lrdask")
 
 
 def write_predictions(
@@ -40,10 +44,8 @@ def write_predictions(
     fs, out_path = storage.filesystem(out_dir, storage_options)
     if fs.exists(out_path) and fs.ls(out_path) and not overwrite:
         raise OutputExistsError(f"{out_dir} already exists; pass --overwrite to replace it")
-    try:
-        plan = plan_dataset(data, None, list(model.feature_names_in_), None, storage_options)
-    except DataError as exc:
-        raise DataError(f"DATA does not fit the model: {exc}") from None
+    encoding = model.encoding_.reading(None)
+    plan = plan_for_model(model, data, None, storage_options)
     _check_keep(plan.files[0].schema.names, keep, plan.files[0].path)
     staging = f"{out_path.rstrip('/')}.staging-{uuid.uuid4().hex[:8]}"
     fs.makedirs(staging, exist_ok=True)
@@ -55,7 +57,7 @@ def write_predictions(
             fs=plan.fs,
             out_fs=fs,
             staging=staging,
-            features=plan.features,
+            encoding=encoding,
             keep=tuple(keep),
             coef=np.asarray(model.coef_),
             intercept=model.intercept_,
@@ -64,6 +66,7 @@ def write_predictions(
         with cluster_errors("scoring", None):
             reports = client.gather(futures)
         check_reports(reports, None)
+        summarize(reports, log, skipped="scored as null (a missing value)")
         _publish(fs, staging, out_path)
         fs.pipe_file(f"{out_path.rstrip('/')}/{SUCCESS_FILE}", b"")  # last: the files are there
     finally:
@@ -79,47 +82,89 @@ def score_piece(
     fs: fsspec.AbstractFileSystem,
     out_fs,
     staging: str,
-    features: list[str],
+    encoding: Encoding,
     keep: tuple[str, ...],
     coef: np.ndarray,
     intercept,
 ) -> BlockReport:
     """The per-partition task: load, score, write one output file."""
-    block = load_piece(piece, fs, features, None, "float64", keep)
-    if block.report.bad_values:
+    block = load_piece(piece, fs, encoding, "float64", keep, drop_incomplete=False)
+    if block.report.bad_values or block.report.missing_values:
         return block.report
-    proba = class_probabilities(block.X, coef, intercept)
+    proba = block_probabilities(block, coef, intercept)
     columns = {name: block.extra.column(name) for name in keep}
-    columns.update(output_columns(proba, multinomial=np.ndim(coef) == 2))
+    columns.update(output_columns(proba, encoding.classes, np.ndim(coef) == 2, block.incomplete))
     table = pa.table(columns)
     with out_fs.open(f"{staging}/part-{index:05d}.parquet", "wb") as fh:
         pq.write_table(table, fh)
     return block.report
 
 
-def class_probabilities(X: np.ndarray, coef: np.ndarray, intercept) -> np.ndarray:
-    """(n, K) class probabilities: [1 − p, p] for a binomial model (coef of shape (f,)),
-    the softmax for a multinomial one (coef of shape (K, f))."""
+def class_probabilities(X: np.ndarray, coef: np.ndarray, intercept, codes=None) -> np.ndarray:
+    """(n, K) class probabilities: [1 − p, p] for a binomial model (coef of shape (F,)),
+    the softmax for a multinomial one (coef of shape (K, F)); ``codes`` are the rows'
+    category slots when the model has categorical columns."""
     coef = np.asarray(coef)
     if coef.ndim == 2:
         from lrdask.softmax_kernels import softmax_proba_rows
 
-        return softmax_proba_rows(X, coef.T, np.asarray(intercept))
-    p1 = kernels.predict_proba_rows(X, coef, intercept)
+        return softmax_proba_rows(X, coef.T, np.asarray(intercept), codes)
+    p1 = kernels.predict_proba_rows(X, coef, intercept, codes)
     return np.column_stack([1.0 - p1, p1])
 
 
-def output_columns(proba: np.ndarray, multinomial: bool) -> dict:
-    """Binomial: ``probability`` (of class 1) and ``prediction`` (p ≥ 0.5); multinomial:
-    ``probability_k`` per class and ``prediction``, the likeliest class."""
+def block_probabilities(block, coef, intercept) -> np.ndarray:
+    """Class probabilities of a loaded block; NaN for rows marked incomplete."""
+    proba = class_probabilities(block.X, coef, intercept, block.codes)
+    if block.incomplete is not None:
+        proba[block.incomplete] = np.nan
+    return proba
+
+
+def output_columns(proba: np.ndarray, classes, multinomial: bool, incomplete=None) -> dict:
+    """Binomial: ``probability`` (of the positive class, ``classes[1]``) and ``prediction``
+    (the positive class when that is ≥ 0.5); multinomial: ``probability_<class>`` per class
+    and ``prediction``, the likeliest class. Predictions are the label's own values;
+    incomplete rows (missing="skip") are null."""
+    values = pa.array(list(classes))
+    mask = None if incomplete is None else pa.array(incomplete)
     if not multinomial:
+        index = (proba[:, 1] >= 0.5).astype(np.int64)
         return {
-            "probability": pa.array(proba[:, 1]),
-            "prediction": pa.array((proba[:, 1] >= 0.5).astype(np.int8)),
+            "probability": pa.array(proba[:, 1], mask=incomplete),
+            "prediction": _null_where(values.take(pa.array(index)), mask),
         }
-    columns = {f"probability_{k}": pa.array(proba[:, k]) for k in range(proba.shape[1])}
-    columns["prediction"] = pa.array(proba.argmax(axis=1).astype(np.int32))
+    columns = {
+        f"probability_{c}": pa.array(proba[:, k], mask=incomplete) for k, c in enumerate(classes)
+    }
+    index = np.nan_to_num(proba, nan=0.0).argmax(axis=1)
+    columns["prediction"] = _null_where(values.take(pa.array(index)), mask)
     return columns
+
+
+def _null_where(values: pa.Array, mask) -> pa.Array:
+    if mask is None:
+        return values
+    import pyarrow.compute as pc
+
+    return pc.if_else(mask, pa.scalar(None, type=values.type), values)
+
+
+def plan_for_model(model, data: str, label, storage_options):
+    """Plan ``data`` for scoring: the model's input columns (and ``label``), read by the
+    same planner as training; a mismatch says it is about the model."""
+    categorical = [c.name for c in model.encoding_.categorical]
+    try:
+        return plan_dataset(
+            data,
+            label,
+            list(model.feature_names_in_),
+            None,
+            storage_options,
+            categorical=categorical,
+        )
+    except DataError as exc:
+        raise DataError(f"DATA does not fit the model: {exc}") from None
 
 
 def _check_keep(names: list[str], keep: list[str], path: str) -> None:

@@ -14,6 +14,7 @@ import time
 
 from tqdm import tqdm
 
+from lrdask.artifact import strict
 from lrdask.solvers import IterationInfo
 
 log = logging.getLogger("lrdask")
@@ -29,7 +30,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         doc.update(getattr(record, "fields", {}))
-        return json.dumps(doc)
+        return json.dumps(strict(doc), allow_nan=False, default=str)
 
 
 def setup_logging(log_format: str = "text", level: int = logging.INFO) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -33,7 +32,7 @@ from distributed.scheduler import KilledWorker
 from lrdask.dataset import first_line
 from lrdask.errors import ClusterError
 from lrdask.kernels import log_loss_sums
-from lrdask.loading import Block, BlockReport, load_pieces
+from lrdask.loading import Block, BlockReport, load_pieces, profile_piece
 from lrdask.sums import merge_all
 
 log = logging.getLogger("lrdask")
@@ -267,10 +266,13 @@ def fold_blocks(w: np.ndarray, b: float, *blocks: Block, kernel: Callable = log_
 
 
 def fold_block(kernel: Callable, block: Block, w, b):
-    """The kernel over one block, with its row weights when it has a weight column."""
-    if block.weight is None:
-        return kernel(block.X, block.y, w, b)
-    return kernel(block.X, block.y, w, b, sample_weight=block.weight)
+    """The kernel over one block, with its row weights and categorical codes if it has them."""
+    extra = {}
+    if block.weight is not None:
+        extra["sample_weight"] = block.weight
+    if block.codes is not None:
+        extra["codes"] = block.codes
+    return kernel(block.X, block.y, w, b, **extra)
 
 
 def merge_sums(*parts):
@@ -281,11 +283,20 @@ def _report(block: Block) -> BlockReport:
     return block.report
 
 
-def persist_plan(client: Client, plan, dtype: str, timeout, cache: bool = True, family="binomial"):
-    """Blocks for a ``DatasetPlan`` (small files grouped): cached on the workers, or streamed."""
-    load = functools.partial(load_pieces, weight=plan.weight, family=family)
+def persist_plan(client: Client, plan, encoding, dtype: str, timeout, cache: bool = True):
+    """Blocks for a ``DatasetPlan`` (small files grouped), read as ``encoding`` says:
+    cached on the workers, or streamed."""
     n_workers = len(client.scheduler_info(n_workers=-1)["workers"])
-    args = [(group, plan.fs, plan.features, plan.label, dtype) for group in plan.blocks(n_workers)]
+    args = [(group, plan.fs, encoding, dtype) for group in plan.blocks(n_workers)]
     if not cache:
-        return StreamedPieces(client, load, args, timeout)
-    return PersistedBlocks.from_loaders(client, load, args, timeout)
+        return StreamedPieces(client, load_pieces, args, timeout)
+    return PersistedBlocks.from_loaders(client, load_pieces, args, timeout)
+
+
+def profile_plan(client: Client, plan, request, timeout=None):
+    """The profile pass (levels, classes, means; ``lrdask.encoding``): one task per piece
+    of the plan (pieces depend on the data alone), merged in a fixed order."""
+    level = [
+        client.submit(profile_piece, piece, plan.fs, request, pure=False) for piece in plan.pieces
+    ]
+    return merge_tree(client, level, timeout)

@@ -15,7 +15,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lrdask.kernels import BLOCK_ROWS, row_weights
+from lrdask.kernels import (
+    BLOCK_ROWS,
+    category_gradient,
+    category_slots,
+    category_z,
+    row_weights,
+)
 from lrdask.sums import LogLossSums
 
 
@@ -27,6 +33,7 @@ def softmax_sums(
     block_rows: int = BLOCK_ROWS,
     sample_weight: np.ndarray | None = None,
     class_weight: Sequence[float] | None = None,
+    codes: np.ndarray | None = None,
 ) -> LogLossSums:
     """Partial sums of the weighted multinomial log loss and its gradient over one partition.
 
@@ -35,31 +42,37 @@ def softmax_sums(
     grad_intercept = Σ s_i·(p_i − onehot(y_i)) (K,), where z_i = x_i·W + b, P = softmax(Z).
     X may be float64 or float32 storage, C- or F-order; as in ``log_loss_sums`` the two
     products run in the storage dtype within a block, everything else in float64.
+    ``codes``: categorical slots, as in ``kernels.log_loss_sums``; W is then (f + S, K).
     """
     X = _float_storage(X)
     W = np.asarray(W, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     labels = _labels(y, W.shape[1])
     weights = _row_weights(labels, W.shape[1], sample_weight, class_weight)
-    loss, grad, grad_b = _fold_rows(X, labels, weights, W, b, block_rows)
+    loss, grad, grad_b = _fold_rows(X, labels, weights, W, b, block_rows, codes)
     count = float(X.shape[0]) if weights is None else float(weights.sum())
     return LogLossSums(count, loss, grad, grad_b)
 
 
-def softmax_proba_rows(X: np.ndarray, W: np.ndarray, b: np.ndarray) -> np.ndarray:
+def softmax_proba_rows(X: np.ndarray, W: np.ndarray, b: np.ndarray, codes=None) -> np.ndarray:
     """P(y = k | x) for every row of X and class k: an (n, K) float64 array, rows sum to 1."""
-    z = np.asarray(X, dtype=np.float64) @ np.asarray(W, dtype=np.float64)
-    z += np.asarray(b, dtype=np.float64)
+    from lrdask.kernels import linear_predictor
+
+    z = linear_predictor(X, W, np.asarray(b, dtype=np.float64), codes)
     z -= z.max(axis=1, keepdims=True)
     np.exp(z, out=z)
     z /= z.sum(axis=1, keepdims=True)
     return z
 
 
-def _fold_rows(X, labels, weights, W, b, block_rows: int):
+def _fold_rows(X, labels, weights, W, b, block_rows: int, codes=None):
     """The block loop: Zᵀ = Wᵀ·Xbᵀ, turn it into the residual Rᵀ, then add Xbᵀ·R."""
     n, f = X.shape
     n_classes = W.shape[1]
+    slots = category_slots(W, f)
+    offsets = None if codes is None else category_z(codes, slots)
+    residuals = None if codes is None else np.empty((n, n_classes))
+    W = W[:f]
     rows = min(block_rows, max(n, 1))
     z64 = np.empty(n_classes * rows)  # flat, so every block's (K, k) view is contiguous
     zx = z64 if X.dtype == np.float64 else np.empty(n_classes * rows, dtype=X.dtype)
@@ -74,6 +87,8 @@ def _fold_rows(X, labels, weights, W, b, block_rows: int):
         if zx is not z64:
             np.copyto(zt, zt_x)
         zt += b[:, None]
+        if offsets is not None:
+            zt += offsets[start : start + k].T
         # flat index of each row's own class in zt: one fancy index instead of two
         np.multiply(labels[start : start + k], k, out=picks[:k])
         picks[:k] += cols[:k]
@@ -83,6 +98,14 @@ def _fold_rows(X, labels, weights, W, b, block_rows: int):
             np.copyto(zt_x, zt, casting="same_kind")
         grad += Xb.T @ zt_x.T
         grad_b += zt.sum(axis=1)
+        if residuals is not None:
+            residuals[start : start + k] = zt.T
+    if codes is not None:
+        n_slots = len(slots) - 1
+        grad_cat = np.column_stack(
+            [category_gradient(codes, residuals[:, c], n_slots) for c in range(n_classes)]
+        )
+        grad = np.vstack([grad, grad_cat.reshape(n_slots, n_classes)])
     return loss, grad, grad_b
 
 

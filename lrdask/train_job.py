@@ -45,7 +45,11 @@ class TrainConfig:
     class_weight: str | None = None
     standardize: bool = False
     init: str | None = None
-    family: str = "binomial"
+    family: str = "auto"
+    positive_class: str | None = None
+    categorical: list[str] | str | None = None
+    min_count: int = 1
+    missing: str = "error"
     validation: str | None = None
     validation_every: int = 10
     early_stopping: int = 0
@@ -91,19 +95,26 @@ def run_training(cfg: TrainConfig) -> TrainOutcome:
         cfg.exclude,
         cfg.storage_options,
         weight=cfg.weight_col,
+        categorical=cfg.categorical,
     )
     log.info(
-        "data: %s, %d rows in %d partition(s) of %d file(s), %d features",
+        "data: %s, %d rows in %d partition(s) of %d file(s), %d features (%d categorical)",
         cfg.data,
         plan.num_rows,
         len(plan.pieces),
         len(plan.files),
         len(plan.features),
+        len(plan.categorical),
     )
     validation = None
     if cfg.validation:
         validation = plan_dataset(
-            cfg.validation, cfg.label, plan.features, None, cfg.storage_options
+            cfg.validation,
+            cfg.label,
+            plan.features,
+            None,
+            cfg.storage_options,
+            categorical=plan.categorical,
         )
     identity = model.identity_of(plan, validation, cfg.storage_options)
     finished = _finished_model(cfg, identity)

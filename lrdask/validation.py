@@ -12,14 +12,13 @@ import logging
 import numpy as np
 
 from lrdask.dataset import DatasetPlan
-from lrdask.errors import DataError
 from lrdask.evaluation import (
     evaluation_sums,
     metrics,
     multiclass_evaluation_sums,
     multiclass_metrics,
 )
-from lrdask.loading import check_reports
+from lrdask.loading import check_reports, summarize
 from lrdask.scheduling import persist_plan
 from lrdask.solvers import IterationInfo, SolverState, StopTraining
 
@@ -30,9 +29,10 @@ class ValidationMonitor:
     """A solver callback: the held-out log loss every ``every`` iterations; with
     ``patience`` > 0, stop when it has not improved for that many checks in a row."""
 
-    def __init__(self, plan: DatasetPlan, family: str, kernel, objective, every: int, patience):
+    def __init__(self, plan: DatasetPlan, encoding, kernel, objective, every: int, patience):
         self.plan = plan
-        self.family = family
+        self.encoding = encoding
+        self.family = encoding.family
         self.kernel = kernel
         self.objective = objective
         self.every = every
@@ -41,14 +41,12 @@ class ValidationMonitor:
 
     def start(self, client, timeout):
         """Load and check the held-out data; returns its blocks (the caller releases them)."""
-        self.blocks = persist_plan(client, self.plan, "float64", timeout, True, self.family)
-        counts = check_reports(self.blocks.reports(), self.plan.label, self.family, training=False)
-        classes = self.objective.layout.outputs if self.family == "multinomial" else 2
-        if len(counts) > classes:
-            raise DataError(
-                f"{self.plan.url}: validation labels include class {len(counts) - 1}, which the "
-                f"training data does not have ({classes} classes)"
-            )
+        self.blocks = persist_plan(client, self.plan, self.encoding, "float64", timeout, True)
+        reports = self.blocks.reports()
+        check_reports(
+            reports, self.plan.label, self.family, training=False, classes=self.encoding.classes
+        )
+        summarize(reports, log)
         return self.blocks
 
     def __call__(self, info: IterationInfo) -> None:
