@@ -57,6 +57,7 @@ from distributed import Client
 import lrdask
 from lrdask.cluster import connect
 from lrdask.dataset import DatasetPlan, plan_dataset
+from lrdask.encoding import numeric_encoding
 from lrdask.estimator import LogisticRegression
 from lrdask.kernels import log_loss_sums
 from lrdask.loading import check_reports
@@ -333,7 +334,10 @@ def fresh_workers(client: Client) -> None:
 def load_blocks(client: Client, plan: DatasetPlan) -> tuple[PersistedBlocks, float]:
     """Load every piece into worker memory as fit does; returns the blocks and seconds."""
     start = time.perf_counter()
-    blocks = persist_plan(client, plan, "float64", None)
+    # the synthetic label is 0/1: the numeric encoding, without a profile pass
+    blocks = persist_plan(
+        client, plan, numeric_encoding(plan.features, plan.label), "float64", None
+    )
     reports = blocks.reports()
     seconds = time.perf_counter() - start
     check_reports(reports, plan.label)

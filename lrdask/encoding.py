@@ -605,6 +605,13 @@ def _classes(profile: Profile, label: str | None, family: str, positive_class):
     classes = [_scalar(v) for v in counts.take(order).column("value").to_pylist()]
     if any(isinstance(c, float) and not math.isfinite(c) for c in classes):
         raise DataError(f"label column '{label}' holds infinite values; labels must be classes")
+    fractional = [c for c in classes if isinstance(c, float) and not float(c).is_integer()]
+    if family == "auto" and n > 2 and fractional:
+        raise DataError(
+            f"label column '{label}' holds {n} distinct values, some not whole numbers "
+            f"(e.g. {fractional[0]!r}): it looks like a measurement, not classes; map it to "
+            "classes first (or pass --family multinomial if each value is a class)"
+        )
     if family == "auto":
         family = "binomial" if n == 2 else "multinomial"
         how = "--family auto"

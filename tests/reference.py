@@ -21,3 +21,17 @@ def numpy_gradient_descent(X: np.ndarray, y: np.ndarray, alpha: float, iteration
         w = w - alpha * dw
         b = b - alpha * db
     return w, b, costs
+
+
+def dense_one_hot(frame, numeric, categorical, drop_first=True, missing_level=False):
+    """An independent dense design, with pandas: the numeric columns, then per categorical
+    column one indicator per sorted level (the first dropped), then (``missing_level``) one
+    for its nulls."""
+    parts = [frame[numeric].to_numpy(dtype=np.float64)]
+    for name in categorical:
+        levels = sorted(frame[name].dropna().unique())
+        used = levels[1:] if drop_first else levels
+        parts.append(np.column_stack([(frame[name] == lv).to_numpy(float) for lv in used]))
+        if missing_level:
+            parts.append(frame[name].isna().to_numpy(float)[:, None])
+    return np.column_stack(parts)

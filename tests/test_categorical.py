@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from reference import numpy_gradient_descent
+from reference import dense_one_hot, numpy_gradient_descent
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression as SkLogisticRegression
@@ -144,17 +144,6 @@ def test_synthetic_categoricals_equal_sklearn_pipeline(one_client, tmp_path, l2)
     got = model.predict_proba(data).compute()
     np.testing.assert_allclose(got, sk.predict_proba(frame), atol=1e-6)
     assert list(model.classes_) == ["no", "yes"]
-
-
-def dense_one_hot(frame, numeric, categorical, drop_first=True):
-    """An independent dense design: numeric columns, then one indicator per sorted level
-    (the first dropped), with pandas."""
-    parts = [frame[numeric].to_numpy(dtype=np.float64)]
-    for name in categorical:
-        levels = sorted(frame[name].dropna().unique())
-        used = levels[1:] if drop_first else levels
-        parts.append(np.column_stack([(frame[name] == lv).to_numpy(float) for lv in used]))
-    return np.column_stack(parts)
 
 
 @pytest.mark.parametrize("cache", [True, False])

@@ -8,6 +8,7 @@ the same kernels run on the explicit dense design [X, one-hot(codes)].
 
 import numpy as np
 import pytest
+
 from lrdask.evaluation import evaluation_sums, multiclass_evaluation_sums
 from lrdask.kernels import dense_design, linear_predictor, log_loss_sums, newton_sums
 from lrdask.predict import class_probabilities

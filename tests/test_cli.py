@@ -188,3 +188,108 @@ def test_train_with_every_model_option(tmp_path):
     assert len(training["standardization"]["mean"]) == 3
     metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
     assert metrics["solver"] == "agd" and metrics["validation"]["rows"] == 200
+
+
+def strict_json(text: str):
+    """Python's json with NaN/Infinity refused, as JavaScript's JSON.parse does."""
+
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_categorical_table_with_yes_no_label_end_to_end(tmp_path):
+    """make-data with categoricals (rare levels, nulls) and a yes/no label: train, predict,
+    evaluate and info each in one command, all speaking in the label's own values."""
+    data, model, preds = tmp_path / "data", tmp_path / "model", tmp_path / "preds"
+    lrdask(
+        "make-data",
+        data,
+        "--rows",
+        8000,
+        "--features",
+        3,
+        "--partitions",
+        3,
+        "--categorical",
+        3,
+        "--label-values",
+        "no,yes",
+    )
+    truth = json.loads((data / "_truth.json").read_text())
+    failed = lrdask("train", data, "--label", "y", "--out", model, check=False)
+    assert failed.returncode == 2
+    assert failed.stderr.strip().splitlines()[-1].startswith("lrdask: error: ")
+    assert "pass --categorical c0 (or --categorical auto)" in failed.stderr
+    failed = lrdask(
+        "train", data, "--label", "y", "--out", model, "--categorical", "auto", check=False
+    )
+    assert failed.returncode == 2 and "null value(s); pass --missing mean" in failed.stderr
+    result = lrdask(
+        "train",
+        data,
+        "--label",
+        "y",
+        "--out",
+        model,
+        "--categorical",
+        "auto",
+        "--missing",
+        "mean",
+        "--solver",
+        "newton",
+        "--min-count",
+        80,
+        "--workers",
+        2,
+    )
+    assert "positive class 'yes'" in result.stderr
+    assert "categorical 'c1': 10 level(s)" in result.stderr
+    assert "row(s) of rarer levels as '(other)'" in result.stderr
+    doc = strict_json((model / "model.json").read_text())
+    assert doc["classes"] == ["no", "yes"] and doc["family"] == "binomial"
+    encoding = doc["encoding"]
+    assert [c["name"] for c in encoding["categorical"]] == ["c0", "c1", "c2"]
+    for column in encoding["categorical"]:
+        assert column["reference"] == column["levels"][0]  # unpenalized: treatment coding
+        assert column["missing_rows"] > 0 and "(missing)" in column["slots"]
+    c2 = encoding["categorical"][2]
+    assert c2["other_rows"] > 0 and "(other)" in c2["slots"]  # rare levels folded
+    # the coefficients recover the true level effects (relative to the reference level)
+    coef = dict(zip(doc["features"], doc["coef"], strict=True))
+    effects = truth["categorical"]["c1"]
+    for level, effect in list(effects.items())[1:4]:
+        assert coef[f"c1={level}"] == pytest.approx(effect - effects["c1_0"], abs=0.35)
+
+    lrdask("predict", model, data, "--out", preds, "--keep", "y", "--workers", 2)
+    table = pq.read_table(preds)
+    assert set(table["prediction"].to_pylist()) == {"no", "yes"}
+    accuracy = np.mean(np.array(table["prediction"].to_pylist()) == table["y"].to_numpy())
+    assert accuracy > 0.75
+
+    out = tmp_path / "metrics.json"
+    result = lrdask("evaluate", model, data, "--out", out, "--workers", 2)
+    metrics = strict_json(out.read_text())
+    assert metrics["positive_class"] == "yes" and metrics["accuracy"] == pytest.approx(accuracy)
+
+    info = lrdask("info", model).stdout
+    assert "positive   'yes'" in info and "categorical 'c1':" in info and "(missing)" in info
+    doc = strict_json(lrdask("info", model, "--json").stdout)
+    levels = doc["categorical"][1]["levels"]
+    assert abs(levels[0]["weight"]) >= abs(levels[-1]["weight"])  # strongest first
+    for name in ("metrics.json",):
+        strict_json((model / name).read_text())
+
+
+def test_evaluate_on_one_class_writes_strict_json_with_a_note(tmp_path):
+    X, y = random_problem(400, 2, seed=3)
+    data = write_partitions(tmp_path / "d", X, y, [200, 200])
+    negatives = write_partitions(tmp_path / "neg", X[y == 0], y[y == 0], [int((y == 0).sum())])
+    lrdask("train", data, "--label", "y", "--out", tmp_path / "m", "--workers", 1)
+    out = tmp_path / "metrics.json"
+    result = lrdask("evaluate", tmp_path / "m", negatives, "--out", out, "--workers", 1)
+    metrics = strict_json(out.read_text())
+    assert metrics["roc_auc"] is None and "only one class" in metrics["notes"]["roc_auc"]
+    assert strict_json(result.stdout)["pr_auc"] is None
+    assert "roc_auc is undefined" in result.stderr

@@ -131,9 +131,11 @@ def test_non_numeric_requested_feature(data_dir):
         plan_dataset(data_dir, "y", features=["x", "tags"])
 
 
-def test_string_label_is_refused(tmp_path):
+def test_string_label_is_planned_and_a_nested_one_refused(tmp_path):
     write(str(tmp_path / "a.parquet"), x=np.arange(3.0), y=["no", "yes", "no"])
-    with pytest.raises(DataError, match="label column 'y' has type string"):
+    assert plan_dataset(str(tmp_path), "y").label == "y"
+    write(str(tmp_path / "a.parquet"), x=np.arange(3.0), y=[[1], [2], [3]])
+    with pytest.raises(DataError, match="label column 'y' has type list"):
         plan_dataset(str(tmp_path), "y")
 
 

@@ -206,7 +206,7 @@ def test_streaming_mode_validates_too(one_client, tmp_path):
     X, y = random_problem(100, 2, seed=14)
     X[3, 1] = np.nan
     path = write_partitions(tmp_path / "data", X, y, [50, 50])
-    with pytest.raises(DataError, match="column 'x1' has 1 null, NaN or infinite"):
+    with pytest.raises(DataError, match="column 'x1' has 1 null or NaN value"):
         LogisticRegression().fit(path, "y", client=one_client, cache=False)
 
 

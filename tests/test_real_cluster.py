@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import random_problem, write_partitions
 from procs import RealCluster, lrdask
-from reference import numpy_gradient_descent
+from reference import dense_one_hot, numpy_gradient_descent
 
 pytestmark = pytest.mark.cluster
 
@@ -54,6 +54,58 @@ def test_train_and_predict_on_a_real_cluster(real_cluster, tmp_path):
     proba = pq.read_table(preds)["probability"].to_numpy()
     expected = 1 / (1 + np.exp(-(X @ np.array(doc["coef"]) + doc["intercept"])))
     np.testing.assert_allclose(proba, expected, rtol=1e-12)
+
+
+def test_categorical_model_on_a_real_cluster(real_cluster, tmp_path):
+    """String categoricals with nulls and a yes/no label, gd on real worker processes,
+    equal to a dense one-hot NumPy loop; predict writes the label's values."""
+    data, out = tmp_path / "data", tmp_path / "model"
+    lrdask(
+        "make-data",
+        data,
+        "--rows",
+        3000,
+        "--features",
+        2,
+        "--partitions",
+        3,
+        "--categorical",
+        2,
+        "--label-values",
+        "no,yes",
+    )
+    lrdask(
+        "train",
+        data,
+        "--label",
+        "y",
+        "--out",
+        out,
+        "--categorical",
+        "c0,c1",
+        "--missing",
+        "mean",
+        "--alpha",
+        0.5,
+        "--max-iter",
+        30,
+        "--tol",
+        0,
+        "--scheduler",
+        real_cluster.address,
+    )
+    doc = json.loads((out / "model.json").read_text())
+    frame = pq.read_table(data).to_pandas()
+    X = dense_one_hot(frame, ["x0", "x1"], ["c0", "c1"], missing_level=True)
+    y = (frame["y"] == "yes").to_numpy(float)
+    w, b, costs = numpy_gradient_descent(X, y, 0.5, 30)
+    np.testing.assert_allclose(doc["coef"], w, rtol=1e-12, atol=1e-12)
+    assert doc["intercept"] == pytest.approx(b, rel=1e-12, abs=1e-12)
+    lrdask("predict", out, data, "--out", tmp_path / "p", "--scheduler", real_cluster.address)
+    table = pq.read_table(tmp_path / "p")
+    expected = 1 / (1 + np.exp(-(X @ w + b)))
+    np.testing.assert_allclose(table["probability"].to_numpy(), expected, rtol=1e-11)
+    assert table["prediction"].to_pylist() == ["yes" if p >= 0.5 else "no" for p in expected]
 
 
 def test_scheduler_address_from_environment(real_cluster, tmp_path):
