@@ -19,7 +19,6 @@ import pyarrow.parquet as pq
 from lrdask.encoding import is_label_type, is_level_type, is_numeric_type, is_string_type
 from lrdask.errors import DataError
 
-PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
 # A piece holds about this many feature values (8 bytes each in float64): 16 Mi values = 128 MiB.
 TARGET_PIECE_VALUES = 16 * 1024 * 1024
 # Small pieces are grouped into blocks of at least this many rows (when there are enough):
@@ -29,11 +28,13 @@ BLOCK_ENOUGH_ROWS = 65_536
 
 @dataclass(frozen=True)
 class Piece:
-    """One partition: a run of row groups of one file."""
+    """One partition: a run of row groups of one file, and the file's Hive partition values
+    (``ds=2026-10-01/`` in its path), which the reader adds as constant columns."""
 
     path: str
     row_groups: tuple[int, ...]
     num_rows: int
+    partition: tuple[tuple[str, object], ...] = ()
 
     def describe(self) -> str:
         first, last = self.row_groups[0], self.row_groups[-1]
@@ -48,6 +49,7 @@ class FileInfo:
     row_group_rows: tuple[int, ...]
     size: int = 0
     version: str = ""  # ETag or modification time: changes when the file is rewritten
+    partition: tuple[tuple[str, object], ...] = ()  # Hive keys of its directories, typed
 
     @property
     def num_rows(self) -> int:
@@ -75,6 +77,23 @@ class DatasetPlan:
     @property
     def num_rows(self) -> int:
         return sum(p.num_rows for p in self.pieces)
+
+    @property
+    def partition_keys(self) -> list[str]:
+        return [key for key, _ in self.files[0].partition]
+
+    def directory_summary(self) -> list[tuple[str, int, int]]:
+        """(top-level directory, files, rows) under the data set's root, sorted: what the
+        log shows so that a missing day is seen."""
+        root = self.fs._strip_protocol(self.url).rstrip("/")
+        counts: dict[str, list[int]] = {}
+        for info in self.files:
+            rel = info.path[len(root) :].strip("/")
+            top = rel.split("/", 1)[0] if "/" in rel else "."
+            entry = counts.setdefault(top, [0, 0])
+            entry[0] += 1
+            entry[1] += info.num_rows
+        return [(name, n, rows) for name, (n, rows) in sorted(counts.items())]
 
     def blocks(self, n_workers: int) -> list[tuple[Piece, ...]]:
         """The pieces grouped into what the workers hold: small pieces are merged until a
@@ -109,8 +128,13 @@ def plan_dataset(
     silently dropped.
     """
     fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
-    files = _read_footers(fs, _list_parquet_files(fs, root, url))
+    files = _with_partitions(_read_footers(fs, _list_data_files(fs, root, url)), root)
     reference = files[0]
+    keys = [key for key, _ in reference.partition]
+    if features is None:  # partition keys are columns, but features only when named
+        named = categorical if isinstance(categorical, (list, tuple)) else []
+        exclude = [*(exclude or []), *(k for k in keys if k not in [*(exclude or []), *named])]
+        _check_same_columns(files, [label, weight, *exclude])
     wanted = [*(features or []), *([label] if label else []), *([weight] if weight else [])]
     for name in reference.schema.names:
         used = name in wanted or (features is None and name not in (exclude or []))
@@ -146,21 +170,94 @@ def plan_dataset(
     return DatasetPlan(url, fs, chosen, label, pieces, files, weight, target, cats)
 
 
-def _list_parquet_files(fs: fsspec.AbstractFileSystem, root: str, url: str) -> list[str]:
+def _list_data_files(fs: fsspec.AbstractFileSystem, root: str, url: str) -> list[str]:
+    """Every file under ``root`` whose path has no part starting with '_' or '.', whatever
+    its extension (Hive writes ``000000_0``): the convention of Spark and pyarrow. A file
+    that is not Parquet is then an error naming it, never skipped."""
     if not fs.exists(root):
         raise DataError(f"{url}: no such file or directory; check the data path")
     if fs.isfile(root):
         return [root]
     every = sorted(p for p in fs.find(root) if not _hidden(p, root))
-    parquet = [p for p in every if p.lower().endswith(PARQUET_SUFFIXES)]
-    if parquet:
-        return parquet
     if every:
-        raise DataError(
-            f"{url}: holds {len(every)} file(s) but none ending in .parquet "
-            f"(e.g. {every[0]}); point DATA at a Parquet file or directory"
-        )
+        return every
     raise DataError(f"{url}: the directory is empty; point DATA at a Parquet data set")
+
+
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+
+
+def _with_partitions(files: list[FileInfo], root: str) -> list[FileInfo]:
+    """Each file's Hive partition values (``key=value`` directories), typed as pyarrow's
+    and Spark's inference does: int64 when every value of a key is an integer, else string
+    (``__HIVE_DEFAULT_PARTITION__`` is null). Every file must have the same keys in the
+    same order, and a key must not also be a column in the files."""
+    raw = []
+    for info in files:
+        rel = info.path[len(root.rstrip("/")) :].strip("/")
+        parts = [p.split("=", 1) for p in rel.split("/")[:-1] if "=" in p]
+        raw.append([(k, v) for k, v in parts])
+    keys = [k for k, _ in raw[0]]
+    for info, pairs in zip(files, raw, strict=True):
+        if [k for k, _ in pairs] != keys:
+            raise DataError(
+                f"{info.path}: its partition directories ({_show_keys(pairs)}) differ from "
+                f"{files[0].path}'s ({_show_keys(raw[0])}); every file must sit under the "
+                "same partition keys"
+            )
+    if not keys:
+        return files
+    types = []
+    for j in range(len(keys)):
+        values = [pairs[j][1] for pairs in raw if pairs[j][1] != HIVE_NULL]
+        integer = bool(values) and all(_is_int(v) for v in values)
+        types.append(pa.int64() if integer else pa.string())
+    out = []
+    for info, pairs in zip(files, raw, strict=True):
+        for key, _ in pairs:
+            if key in info.schema.names:
+                raise DataError(
+                    f"{info.path}: partition key '{key}' is also a column in the file; "
+                    "rename one of them"
+                )
+        typed = tuple(
+            (key, None if v == HIVE_NULL else (int(v) if t == pa.int64() else v))
+            for (key, v), t in zip(pairs, types, strict=True)
+        )
+        schema = info.schema
+        for key, type_ in zip(keys, types, strict=True):
+            schema = schema.append(pa.field(key, type_))
+        out.append(
+            FileInfo(info.path, schema, info.row_group_rows, info.size, info.version, typed)
+        )
+    return out
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _show_keys(pairs) -> str:
+    return "/".join(k for k, _ in pairs) or "none"
+
+
+def _check_same_columns(files: list[FileInfo], ignored: list) -> None:
+    """Without --features every column is used, so every file must have the same columns:
+    a column in one file but not another is an error whichever order they are listed in."""
+    reference = files[0]
+    want = set(reference.schema.names) - set(ignored)
+    for info in files[1:]:
+        extra = sorted(set(info.schema.names) - set(ignored) - want)
+        if extra:
+            raise DataError(
+                f"{info.path}: column '{extra[0]}' is in this file but not in "
+                f"{reference.path}; all files must share the schema (or list the columns to "
+                "use with --features)"
+            )
 
 
 def _hidden(path: str, root: str) -> bool:
@@ -183,7 +280,8 @@ def _read_footer(fs: fsspec.AbstractFileSystem, path: str) -> FileInfo:
             rows = tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
     except (OSError, pa.ArrowException) as exc:
         raise DataError(
-            f"{path}: not a readable Parquet file ({first_line(exc)}); remove or replace it"
+            f"{path}: not a readable Parquet file ({first_line(exc)}); every file whose "
+            "name does not start with '_' or '.' is data: remove, replace or rename it"
         ) from None
     version = next(
         (str(info[k]) for k in ("ETag", "etag", "mtime", "LastModified") if k in info), ""
@@ -335,12 +433,12 @@ def _cut_pieces(info: FileInfo, rows_per_piece: int) -> list[Piece]:
         if n == 0:
             continue
         if groups and rows + n > rows_per_piece:
-            pieces.append(Piece(info.path, tuple(groups), rows))
+            pieces.append(Piece(info.path, tuple(groups), rows, info.partition))
             groups, rows = [], 0
         groups.append(index)
         rows += n
     if groups:
-        pieces.append(Piece(info.path, tuple(groups), rows))
+        pieces.append(Piece(info.path, tuple(groups), rows, info.partition))
     return pieces
 
 

@@ -169,14 +169,22 @@ def _read_piece(
     # per distinct value of the file's dictionary, not once per row
     if isinstance(categorical, Encoding):
         categorical = [c.name for c in categorical.categorical]
+    partition = dict(piece.partition)
+    stored = [c for c in columns if c not in partition]
     try:
         with fs.open(piece.path, "rb") as fh:
             parquet = pq.ParquetFile(fh, read_dictionary=_string_columns(fh, categorical))
-            return parquet.read_row_groups(list(piece.row_groups), columns=columns)
+            table = parquet.read_row_groups(list(piece.row_groups), columns=stored)
     except (OSError, pa.ArrowException) as exc:
         raise DataError(
             f"{piece.describe()}: cannot be read ({first_line(exc)}); remove or replace the file"
         ) from None
+    for name in columns:  # Hive partition keys: a constant column per file
+        if name in partition:
+            value = partition[name]
+            type_ = pa.int64() if isinstance(value, int) else pa.string()
+            table = table.append_column(name, pa.array([value] * table.num_rows, type_))
+    return table.select(columns)
 
 
 def _string_columns(fh, names: list[str]) -> list[str]:

@@ -56,7 +56,7 @@ CASES = [
         lambda p: (os.makedirs(p / "c"), (p / "c" / "a.csv").write_text("x"), str(p / "c"))[2],
         [],
         2,
-        "none ending in .parquet",
+        "c/a.csv: not a readable Parquet file",
     ),
     (
         "not-parquet",

@@ -383,3 +383,33 @@ def test_dask_dataframe_with_categoricals_and_nullable_dtypes(one_client, tmp_pa
     np.testing.assert_allclose(from_frame.coef_, from_files.coef_, rtol=1e-6, atol=1e-7)
     proba = from_frame.predict_proba(ddf).compute()
     np.testing.assert_allclose(proba, from_files.predict_proba(data).compute(), atol=1e-6)
+
+
+def test_weighted_mean_imputation_and_standardize_with_categoricals(one_client, tmp_path):
+    """--missing mean with --weight-col takes the weighted mean; --standardize leaves the
+    level indicators alone and reaches the same optimum."""
+    rng = np.random.default_rng(21)
+    n = 1500
+    x = rng.normal(size=n) * 3 + 1
+    x_with_nulls = np.where(rng.random(n) < 0.1, np.nan, x)
+    frame = pd.DataFrame(
+        {
+            "x": x_with_nulls,
+            "c": rng.choice(["u", "v", "w"], size=n),
+            "s": rng.random(n) + 0.5,
+            "y": (rng.random(n) < 1 / (1 + np.exp(-x))).astype(int),
+        }
+    )
+    data = write_files(tmp_path / "d", frame)
+    kwargs = {"categorical": ["c"], "missing": "mean", "weight_col": "s", "solver": "newton"}
+    model = LogisticRegression(**kwargs, tol=1e-13).fit(data, label="y", client=one_client)
+    ok = ~np.isnan(x_with_nulls)
+    weighted = np.average(x_with_nulls[ok], weights=frame["s"].to_numpy()[ok])
+    assert model.encoding_.means[0] == pytest.approx(weighted, rel=1e-12)
+    scaled = LogisticRegression(**kwargs, tol=1e-13, standardize=True).fit(
+        data, label="y", client=one_client
+    )
+    assert np.all(scaled.scaling_.scale[1:] == 1.0) and np.all(scaled.scaling_.mean[1:] == 0.0)
+    np.testing.assert_allclose(
+        scaled.predict_proba(data).compute(), model.predict_proba(data).compute(), atol=1e-8
+    )

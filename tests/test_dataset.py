@@ -79,9 +79,9 @@ def test_empty_directory(tmp_path):
         plan_dataset(str(tmp_path), "y")
 
 
-def test_directory_without_parquet(tmp_path):
+def test_every_visible_file_is_data_whatever_its_extension(tmp_path):
     (tmp_path / "data.csv").write_text("x,y\n1,0\n")
-    with pytest.raises(DataError, match=r"none ending in \.parquet"):
+    with pytest.raises(DataError, match=r"data\.csv: not a readable Parquet file .* is data"):
         plan_dataset(str(tmp_path), "y")
 
 
