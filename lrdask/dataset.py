@@ -174,11 +174,17 @@ def _list_data_files(fs: fsspec.AbstractFileSystem, root: str, url: str) -> list
     """Every file under ``root`` whose path has no part starting with '_' or '.', whatever
     its extension (Hive writes ``000000_0``): the convention of Spark and pyarrow. A file
     that is not Parquet is then an error naming it, never skipped."""
-    if not fs.exists(root):
-        raise DataError(f"{url}: no such file or directory; check the data path")
-    if fs.isfile(root):
-        return [root]
-    every = sorted(p for p in fs.find(root) if not _hidden(p, root))
+    try:
+        if not fs.exists(root):
+            raise DataError(f"{url}: no such file or directory; check the data path")
+        if fs.isfile(root):
+            return [root]
+        every = sorted(p for p in fs.find(root) if not _hidden(p, root))
+    except OSError as exc:
+        raise DataError(
+            f"{url}: cannot be listed ({first_line(exc)}); check the path and "
+            "its permissions or credentials"
+        ) from None
     if every:
         return every
     raise DataError(f"{url}: the directory is empty; point DATA at a Parquet data set")
@@ -227,9 +233,7 @@ def _with_partitions(files: list[FileInfo], root: str) -> list[FileInfo]:
         schema = info.schema
         for key, type_ in zip(keys, types, strict=True):
             schema = schema.append(pa.field(key, type_))
-        out.append(
-            FileInfo(info.path, schema, info.row_group_rows, info.size, info.version, typed)
-        )
+        out.append(FileInfo(info.path, schema, info.row_group_rows, info.size, info.version, typed))
     return out
 
 

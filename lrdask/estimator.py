@@ -546,6 +546,10 @@ class LogisticRegression:
                 f"({', '.join(c.name for c in self.encoding_.categorical)}); pass a pandas or "
                 "dask DataFrame or a Parquet path holding them, not a NumPy array"
             )
+        try:
+            X = np.asarray(X, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"X cannot be read as numbers ({exc})") from None
         if X.ndim != 2 or X.shape[1] != self.n_features_in_:
             raise DataError(
                 f"X has shape {X.shape}, but the model was trained on "
