@@ -48,7 +48,12 @@ def to_dict(model) -> dict:
             "n_iter": int(model.n_iter_),
             "n_passes": int(getattr(model, "n_passes_", len(model.loss_history_))),
             "converged": bool(model.converged_),
+            "status": getattr(model, "status_", ""),
             "stop_reason": stop_reason(model),
+            "grad_max": float(getattr(model, "grad_max_", float("nan"))),
+            "separated": bool(getattr(model, "separated_", False)),
+            "columns": _column_doc(getattr(model, "column_report_", None)),
+            "timings": getattr(model, "timings_", {}),
             "final_cost": float(model.loss_history_[-1]),
             "grad_norm": float(model.grad_norm_),
             "loss_history": [float(v) for v in model.loss_history_],
@@ -66,6 +71,12 @@ def to_dict(model) -> dict:
             "fingerprint": getattr(model, "fingerprint_", None),
         },
     }
+
+
+def _column_doc(report) -> dict | None:
+    if report is None:
+        return None
+    return {**report.to_dict(), "hint": report.message() if report else ""}
 
 
 def _scaling_doc(scaling) -> dict | None:
@@ -161,6 +172,10 @@ def from_dict(cls, doc: dict):
     model.n_iter_ = int(training["n_iter"])
     model.n_passes_ = int(training.get("n_passes", len(training["loss_history"])))
     model.converged_ = bool(training["converged"])
+    model.status_ = training.get("status", "")
+    model.separated_ = bool(training.get("separated", False))
+    model.timings_ = training.get("timings", {})
+    model.grad_max_ = float("nan") if training.get("grad_max") is None else training["grad_max"]
     model.stop_reason_ = training.get("stop_reason", "")
     model.loss_history_ = [
         float("nan") if v is None else float(v) for v in training["loss_history"]

@@ -81,7 +81,7 @@ class Checkpoints:
         return state
 
     def __call__(self, info: IterationInfo) -> None:
-        if info.iteration > 0 and info.iteration % self.every == 0 and not info.state.converged:
+        if info.iteration > 0 and info.iteration % self.every == 0 and not info.state.status:
             self.save(info.state)
 
     def save(self, state: SolverState) -> None:

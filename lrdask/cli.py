@@ -170,8 +170,16 @@ def cluster_options(func):
     type=float,
     default=1e-6,
     show_default=True,
-    help="Stop when the cost improves by at most this much in one iteration "
-    "(0 runs all --max-iter iterations).",
+    help="Stop when the objective improves by at most this much in one iteration; unless "
+    "--gtol holds too, the run is 'stalled', not converged (0 turns this rule off).",
+)
+@click.option(
+    "--gtol",
+    type=float,
+    default=1e-4,
+    show_default=True,
+    help="Converged when the largest absolute component of the objective's gradient is at "
+    "most this (scikit-learn's lbfgs tol, H2O's gradient_epsilon); the same for every solver.",
 )
 @click.option(
     "--dtype",
@@ -354,7 +362,8 @@ def cluster_options(func):
 @click.option(
     "--fail-on-no-convergence",
     is_flag=True,
-    help="Exit 4 without writing a model when --max-iter is reached before --tol.",
+    help="Exit 4 without writing a model unless the run converged (--gtol held): after "
+    "--max-iter, or stalled. A diverged run always exits 4.",
 )
 @log_format_option
 @click.option(

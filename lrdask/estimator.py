@@ -20,18 +20,23 @@ from lrdask import artifact
 from lrdask.checkpoint import Checkpoints, run_identity
 from lrdask.cluster import connect
 from lrdask.dataset import DatasetPlan, _choose_features, plan_dataset
+from lrdask.diagnostics import column_report, separated
 from lrdask.encoding import MISSING_POLICIES, Encoding, ProfileRequest, learn
-from lrdask.errors import ConfigError, DataError
+from lrdask.errors import ConfigError, DataError, NotConvergedError
 from lrdask.kernels import linear_predictor, log_loss_sums, moment_sums, newton_sums
 from lrdask.loading import block_from_table, check_reports, summarize
 from lrdask.objective import Layout, Objective, Scaling
 from lrdask.predict import class_probabilities
 from lrdask.scheduling import PersistedBlocks, StreamedPieces, persist_plan, profile_plan
 from lrdask.solvers import (
+    CONVERGED,
+    DIVERGED,
     NEWTON_MAX_FEATURES,
+    STALLED,
     IterationInfo,
     L1Penalty,
     SolverState,
+    StopRule,
     StopTraining,
     gradient_descent,
     lbfgs,
@@ -47,6 +52,7 @@ _PARAMETER_CONSTRAINTS: dict[str, tuple[Callable[[object], bool], str]] = {
     "alpha": (lambda v: _is_real(v) and v > 0 and np.isfinite(v), "a float > 0"),
     "max_iter": (lambda v: isinstance(v, Integral) and v >= 1, "an int >= 1"),
     "tol": (lambda v: _is_real(v) and v >= 0, "a float >= 0"),
+    "gtol": (lambda v: _is_real(v) and v >= 0, "a float >= 0"),
     "dtype": (lambda v: v in ("float64", "float32"), "'float64' or 'float32'"),
     "solver": (lambda v: v in SOLVERS, "one of " + ", ".join(repr(s) for s in SOLVERS)),
     "l2": (lambda v: _is_real(v) and v >= 0 and np.isfinite(v), "a float >= 0"),
@@ -94,7 +100,10 @@ class LogisticRegression:
     ----------
     alpha : step α of gd/agd's update θ := θ − α·∇J (with line_search, the first step).
     max_iter : most updates (iterations) to apply.
-    tol : stop when the objective improves by at most ``tol`` from one iterate to the next.
+    gtol : converged when max_i |∇F_i| ≤ gtol, the largest component of the objective's
+        gradient (``lrdask.solvers``; scikit-learn's lbfgs ``tol`` is the same test).
+    tol : stop ("stalled" unless ``gtol`` holds) when the objective improves by at most
+        ``tol`` from one iterate to the next; 0 turns this rule off.
     dtype : storage type of the features on the workers ("float64" or "float32");
         sums are always accumulated in float64.
     solver : "gd" (the lecture's fixed-step update), "agd" (Nesterov/FISTA with restart),
@@ -145,6 +154,7 @@ class LogisticRegression:
         min_count: int = 1,
         missing: str = "error",
         positive_class=None,
+        gtol: float = 1e-4,
     ):
         self.alpha = alpha
         self.max_iter = max_iter
@@ -165,6 +175,7 @@ class LogisticRegression:
         self.min_count = min_count
         self.missing = missing
         self.positive_class = positive_class
+        self.gtol = gtol
 
     # ---- training -------------------------------------------------------------------
     def fit(
@@ -210,10 +221,12 @@ class LogisticRegression:
             checkpoints = Checkpoints(
                 checkpoint_dir, checkpoint_every, self.fingerprint_, storage_options
             )
+        timings = {}
         with _client_or_local(client) as client:
             encoding = self._learn_encoding(client, source, pass_timeout)
             self._check_solver_fits(encoding)
             init = _initial_params(init_model, encoding)
+            timings["profile"] = time.time() - started
             blocks = source.persist(client, encoding, self.dtype, pass_timeout, cache)
             held = [blocks]
             try:
@@ -221,7 +234,12 @@ class LogisticRegression:
                 counts = check_reports(
                     reports, label, encoding.family, self.weight_col, classes=encoding.classes
                 )
+                timings["load"] = time.time() - started - timings["profile"]
+                log.info("data profiled in %.1fs and loaded in %.1fs", *timings.values())
                 summarize(reports, log, unseen=False)
+                self.column_report_ = column_report(blocks, encoding, self.solver)
+                if self.column_report_:
+                    log.warning("%s", self.column_report_.message())
                 objective = self._objective(blocks, encoding, counts)
                 state = self._start(objective, init, checkpoints)
                 monitor = None
@@ -229,13 +247,30 @@ class LogisticRegression:
                     monitor = self._monitor(validation, encoding, objective)
                     held.append(monitor.start(client, pass_timeout))
                 callbacks = _both(callback, checkpoints, monitor)
+                solving = time.time()
                 state = self._solve(objective, state, _with_passes(callbacks, objective))
+                timings["solve"] = time.time() - solving
                 if monitor is not None:
                     self.validation_metrics_ = monitor.final_metrics(state)
+                self.separated_ = False
+                if not (self.l1 or self.l2) and state.status != DIVERGED:
+                    coef, intercept = objective.to_model(state.params)
+                    multinomial = encoding.family == "multinomial"
+                    self.separated_ = separated(blocks, coef, intercept, multinomial)
             finally:
                 for held_blocks in held:
                     held_blocks.release()
         self._set_fitted(state, objective, encoding, label, counts)
+        self.timings_ = {name: round(value, 3) for name, value in timings.items()}
+        if self.status_ == DIVERGED:
+            raise NotConvergedError(self.stop_reason_ + "; no model")
+        if self.separated_:
+            self.stop_reason_ += (
+                "; the data are separable (every training row is classified correctly): "
+                "there is no finite optimum, and the coefficients grow as gtol shrinks; "
+                "add --l2 for a finite model"
+            )
+            log.warning("the training data are separable: no finite optimum; add --l2")
         self.n_rows_ = sum(r.rows for r in reports)
         self.n_partitions_ = len(reports)
         self.data_source_ = source.description
@@ -322,17 +357,18 @@ class LogisticRegression:
 
     def _solve(self, objective: Objective, state: SolverState, callback) -> SolverState:
         l1 = L1Penalty(self.l1, objective.penalized)
+        rule = StopRule(self.tol, self.gtol)
         try:
             if self.solver == "newton":
-                return newton(objective, state, self.max_iter, self.tol, callback)
+                return newton(objective, state, self.max_iter, rule, callback)
             if self.solver == "lbfgs":
-                return lbfgs(objective, state, self.max_iter, self.tol, callback, l1=l1)
+                return lbfgs(objective, state, self.max_iter, rule, callback, l1=l1)
             return gradient_descent(
                 objective,
                 state,
                 self.alpha,
                 self.max_iter,
-                self.tol,
+                rule,
                 callback,
                 l1=l1,
                 line_search=self.line_search,
@@ -428,6 +464,7 @@ class LogisticRegression:
             "alpha": float(self.alpha),
             "max_iter": int(self.max_iter),
             "tol": float(self.tol),
+            "gtol": float(self.gtol),
             "dtype": self.dtype,
             "early_stopping": int(self.early_stopping),
             "validation_every": int(self.validation_every),
@@ -470,7 +507,9 @@ class LogisticRegression:
         self.solver_state_ = state  # in the solver's space: what a checkpoint holds
         self.loss_history_ = list(state.loss_history)
         self.converged_ = state.converged
+        self.status_ = "early_stopping" if state.stop_reason else state.status
         self.grad_norm_ = state.grad_norm
+        self.grad_max_ = state.grad_max
         self.cost_increased_at_ = state.cost_increased_at
         self.validation_history_ = [list(v) for v in state.validation_history]
         self.stop_reason_ = state.stop_reason or self._stop_reason(state)
@@ -496,9 +535,23 @@ class LogisticRegression:
         return summary
 
     def _stop_reason(self, state: SolverState) -> str:
-        if state.converged:
-            return f"converged: objective improved by at most tol={self.tol:g}"
-        return f"max_iter={self.max_iter} reached"
+        """What happened, in words a pipeline's operator can act on."""
+        g = state.grad_max
+        history = state.loss_history
+        if state.status == CONVERGED:
+            return f"converged: max |gradient| = {g:.3g} ≤ gtol={self.gtol:g}"
+        if state.status == STALLED:
+            return (
+                f"stalled: the objective changed by at most tol={self.tol:g} but max "
+                f"|gradient| = {g:.3g} > gtol={self.gtol:g}; scale the features with "
+                "--standardize or use --solver lbfgs/newton (or more --max-iter)"
+            )
+        if state.status == DIVERGED:
+            return (
+                f"diverged: the objective rose from {history[0]:.6g} to {history[-1]:.6g}; "
+                f"--alpha {self.alpha:g} is too large: use a smaller --alpha or --line-search"
+            )
+        return f"max_iter={self.max_iter} reached: max |gradient| = {g:.3g} > gtol={self.gtol:g}"
 
     # ---- prediction -----------------------------------------------------------------
     def decision_function(self, X: np.ndarray) -> np.ndarray:

@@ -38,9 +38,10 @@ class EvaluationSums:
 
 
 def evaluation_sums(
-    X: np.ndarray, y: np.ndarray, w: np.ndarray, b: float, codes=None
+    X: np.ndarray, y: np.ndarray, w: np.ndarray, b: float, codes=None, sample_weight=None
 ) -> EvaluationSums:
-    """The kernel for one partition (pure NumPy)."""
+    """The kernel for one partition (pure NumPy). Counts rows: ``sample_weight`` is
+    accepted so it runs over weighted blocks, and not used."""
     z = linear_predictor(X, w, b, codes)
     predicted = (sigmoid(z) >= 0.5).astype(np.int64)
     truth = y.astype(np.int64)
@@ -130,7 +131,9 @@ class MulticlassSums:
         )
 
 
-def multiclass_evaluation_sums(X, y, W: np.ndarray, b: np.ndarray, codes=None) -> MulticlassSums:
+def multiclass_evaluation_sums(
+    X, y, W: np.ndarray, b: np.ndarray, codes=None, sample_weight=None
+) -> MulticlassSums:
     """The multinomial kernel for one partition: W is (features, K), b is (K,)."""
     z = linear_predictor(X, W, b, codes)
     top = z.max(axis=1, keepdims=True)

@@ -49,6 +49,7 @@ class BlockReport:
     class_counts: list[int] = field(default_factory=list)
     negative_weights: int = 0
     weight_sum: float = 0.0
+    class_weight_sums: list[float] = field(default_factory=list)  # Σ weight per class
     # source -> rows dropped for missing values (missing="skip")
     skipped: dict[str, int] = field(default_factory=dict)
     # column -> values replaced by the training mean / rows whose level was not seen
@@ -149,6 +150,7 @@ def merge_reports(reports: list[BlockReport]) -> BlockReport:
         merged.negative_weights += r.negative_weights
         merged.weight_sum += r.weight_sum
     merged.class_counts = _class_counts(reports)
+    merged.class_weight_sums = _class_weight_sums(reports)
     return merged
 
 
@@ -303,6 +305,13 @@ def _fill_rows(block: Block, start: int, table: pa.Table, encoding: Encoding, so
             _count_bad(values[~finite], encoding.weight, report, encoding)
         report.negative_weights = int(np.count_nonzero(values < 0))
         report.weight_sum = float(values[finite].sum())
+        if encoding.label is not None:
+            kept = finite if dropped is None else finite & ~dropped
+            report.class_weight_sums = np.bincount(
+                block.y[rows][kept].astype(np.intp),
+                weights=values[kept],
+                minlength=max(2, encoding.n_classes),
+            ).tolist()
     if dropped is not None:
         report.rows = n - int(dropped.sum())
         if encoding.label is not None and report.class_counts:
@@ -392,6 +401,16 @@ def check_reports(
     counts = _class_counts(reports)
     if not training:
         return counts
+    if weight is not None:
+        totals = _class_weight_sums(reports)
+        for k, total in enumerate(totals):
+            if counts[k] and not total > 0:
+                name = repr(classes[k]) if len(classes) > k else str(k)
+                raise DataError(
+                    f"label column '{label}': the {counts[k]} row(s) of class {name} have "
+                    f"total weight 0 in weight column '{weight}'; training needs every class "
+                    "to weigh something (or drop the class)"
+                )
     empty = [k for k, n in enumerate(counts) if n == 0]
     if empty:
         name = repr(classes[empty[0]]) if len(classes) > empty[0] else str(empty[0])
@@ -421,6 +440,16 @@ def _class_counts(reports: list[BlockReport]) -> list[int]:
     total = np.zeros(max(len(c) for c in per_report), dtype=np.int64)
     for counts in per_report:
         total[: len(counts)] += counts
+    return total.tolist()
+
+
+def _class_weight_sums(reports: list[BlockReport]) -> list[float]:
+    sums = [r.class_weight_sums for r in reports if r.class_weight_sums]
+    if not sums:
+        return []
+    total = np.zeros(max(len(s) for s in sums))
+    for s in sums:
+        total[: len(s)] += s
     return total.tolist()
 
 

@@ -69,7 +69,7 @@ class TrainingProgress:
             return
         if (
             info.iteration % self.log_every == 0
-            or info.state.converged
+            or info.state.status
             or info.iteration >= self.max_iter
         ):
             log.info(

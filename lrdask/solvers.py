@@ -6,10 +6,21 @@ which). Every call of ``evaluate`` is one distributed pass (or, in tests, a plai
 one), so the same loops serve both. ``gradient_descent`` with a fixed α is the lecture's
 update, exactly: θ := θ − α·∇J, i.e. w := w − α·dw and b := b − α·db, from θ = 0.
 
-``tol`` means the same for every solver: stop when the objective improved by at most
-``tol`` from one iterate to the next (0 ≤ F_{k−1} − F_k ≤ tol). L-BFGS uses scipy's
-relative form of it, (F_{k−1} − F_k) / max(|F_{k−1}|, |F_k|, 1) ≤ tol, which is the same
-rule whenever F ≤ 1, as a log loss starting at log 2 is.
+Stopping means the same for every solver (``StopRule``):
+
+- ``gtol`` (stationarity): the run has *converged* when max_i |∇F(θ)_i| ≤ gtol, the
+  largest absolute component of the gradient of the objective F (mean log loss plus
+  penalties) in the solver's coordinates; with an L1 term, the proximal-gradient measure
+  max_i |θ − prox(θ − ∇f)|_i, which is 0 exactly at the optimum. scikit-learn's lbfgs
+  (``tol``, default 1e-4, on the same mean-loss scale) and H2O's ``gradient_epsilon``
+  (1e-6 unpenalized, 1e-4 penalized) are the anchors.
+- ``tol`` (progress): when the objective improved by at most ``tol`` from one iterate to
+  the next (0 ≤ F_{k−1} − F_k ≤ tol) but the gradient test fails, the run has *stalled*: a
+  small step gains little far from the optimum too. L-BFGS uses scipy's relative form,
+  (F_{k−1} − F_k) / max(|F_{k−1}|, |F_k|, 1) ≤ tol, the same rule whenever F ≤ 1.
+  ``tol = 0`` turns this rule off.
+- ``max_iter``: the run stopped at the iteration limit.
+- *diverged*: the final objective is above the starting one (a step α too large).
 """
 
 from __future__ import annotations
@@ -27,6 +38,17 @@ Callback = Callable[["IterationInfo"], None]
 NEWTON_MAX_FEATURES = 2000
 
 
+CONVERGED, STALLED, MAX_ITER, DIVERGED = "converged", "stalled", "max_iter", "diverged"
+
+
+@dataclass(frozen=True)
+class StopRule:
+    """When a solver stops: see the module docstring."""
+
+    tol: float = 1e-6
+    gtol: float = 1e-4
+
+
 @dataclass
 class SolverState:
     """Everything needed to continue a run: the point, the iteration count and the history."""
@@ -36,6 +58,8 @@ class SolverState:
     loss_history: list[float] = field(default_factory=list)
     grad_norm: float = float("nan")
     converged: bool = False
+    grad_max: float = float("nan")  # max |∇F| (or the L1 prox measure) at params
+    status: str = ""  # "", CONVERGED, STALLED, MAX_ITER or DIVERGED
     cost_increased_at: int | None = None
     step: float | None = None  # the line search's last accepted step
     anchor: np.ndarray | None = None  # agd: the last proximal iterate x (params holds y)
@@ -87,9 +111,17 @@ class L1Penalty:
 
     def optimality(self, theta: np.ndarray, grad: np.ndarray) -> float:
         """‖θ − prox(θ − ∇J)‖: the gradient norm when λ₁ = 0, and 0 exactly at the optimum."""
+        return float(np.linalg.norm(self.residual(theta, grad)))
+
+    def optimality_max(self, theta: np.ndarray, grad: np.ndarray) -> float:
+        """max_i |θ − prox(θ − ∇J)|_i: max |∇J| when λ₁ = 0; what ``gtol`` bounds."""
+        residual = self.residual(theta, grad)
+        return float(np.max(np.abs(residual))) if residual.size else 0.0
+
+    def residual(self, theta: np.ndarray, grad: np.ndarray) -> np.ndarray:
         if not self.strength:
-            return float(np.linalg.norm(grad))
-        return float(np.linalg.norm(theta - self.prox(theta - grad, 1.0)))
+            return np.asarray(grad)
+        return theta - self.prox(theta - grad, 1.0)
 
 
 NO_L1 = L1Penalty()
@@ -100,7 +132,7 @@ def gradient_descent(
     state: SolverState,
     alpha: float,
     max_iter: int,
-    tol: float,
+    tol: float | StopRule,
     callback: Callback | None = None,
     *,
     l1: L1Penalty = NO_L1,
@@ -119,11 +151,12 @@ def gradient_descent(
     extrapolated points where the gradient is taken.
 
     ``loss_history[k]`` is the objective at the k-th point (θ₀ first); ``n_iter`` counts
-    the updates applied. The run stops when 0 ≤ F_{k−1} − F_k ≤ ``tol`` (the last point is
-    returned without a further update), or after ``max_iter`` updates. A rise in the cost
-    does not count as convergence; for plain gd it is recorded in ``cost_increased_at``
-    (α is too large).
+    the updates applied. The run stops by the ``StopRule`` (the last point is returned
+    without a further update), or after ``max_iter`` updates. A rise in the cost does not
+    count as convergence; for plain gd it is recorded in ``cost_increased_at`` (α is too
+    large).
     """
+    rule = _rule(tol)
     y = state.params.copy()
     x = y if state.anchor is None or not accelerate else state.anchor.copy()
     step = state.step or alpha
@@ -132,9 +165,9 @@ def gradient_descent(
     while True:
         if accelerate:  # what a continuation (or a checkpoint) needs besides y
             state.anchor, state.momentum = x.copy(), momentum
-        _record(state, y, cost + l1.value(y), l1.optimality(y, grad), tol, callback, accelerate)
-        if state.converged or state.n_iter >= max_iter:
-            return state
+        _record(state, y, cost + l1.value(y), grad, l1, rule, callback, accelerate)
+        if state.status or state.n_iter >= max_iter:
+            return _finish(state)
         if line_search:
             x_new, trial, step = _backtrack(evaluate, y, cost, grad, step, l1)
         else:
@@ -150,13 +183,29 @@ def gradient_descent(
         cost, grad = trial if trial is not None else evaluate(y)[:2]
 
 
-def _record(state, point, cost, grad_norm, tol, callback, accelerate=False) -> None:
+def _rule(tol) -> StopRule:
+    return tol if isinstance(tol, StopRule) else StopRule(tol, 0.0)
+
+
+def _record(state, point, cost, grad, l1, rule, callback, accelerate=False) -> None:
     state.params = point.copy()
     state.loss_history.append(float(cost))
-    state.grad_norm = grad_norm
-    _note_progress(state, tol, note_rise=not accelerate)
+    state.grad_norm = l1.optimality(point, grad)
+    state.grad_max = l1.optimality_max(point, grad)
+    _note_progress(state, rule, note_rise=not accelerate)
     if callback is not None:
-        callback(IterationInfo(state.n_iter, float(cost), grad_norm, state))
+        callback(IterationInfo(state.n_iter, float(cost), state.grad_norm, state))
+
+
+def _finish(state: SolverState) -> SolverState:
+    """The final status: converged/stalled as noted, else max_iter; diverged when the
+    objective ended above where it started."""
+    history = state.loss_history
+    if state.status != CONVERGED and len(history) > 1 and history[-1] > history[0]:
+        state.status, state.converged = DIVERGED, False
+    elif not state.status:
+        state.status = MAX_ITER
+    return state
 
 
 def _backtrack(evaluate, y, cost, grad, step, l1):
@@ -181,14 +230,19 @@ def _extrapolate(x, x_new, y, momentum):
     return x_new + ((momentum - 1.0) / following) * (x_new - x), following
 
 
-def _note_progress(state: SolverState, tol: float, note_rise: bool = True) -> None:
-    """Mark convergence (0 ≤ F_{k−1} − F_k ≤ tol) and remember the first rise in cost."""
+def _note_progress(state: SolverState, rule: StopRule, note_rise: bool = True) -> None:
+    """Mark convergence (max |∇F| ≤ gtol) or a stall (0 ≤ F_{k−1} − F_k ≤ tol without it),
+    and remember the first rise in cost."""
+    state.status, state.converged = "", False
+    if state.grad_max <= rule.gtol:
+        state.status, state.converged = CONVERGED, True
+        return
     history = state.loss_history
     if len(history) < 2:
         return
     improvement = history[-2] - history[-1]
-    if 0.0 <= improvement <= tol:
-        state.converged = True
+    if rule.tol > 0 and 0.0 <= improvement <= rule.tol:
+        state.status = STALLED
     elif improvement < 0 and note_rise and state.cost_increased_at is None:
         state.cost_increased_at = len(history) - 1
 
@@ -197,7 +251,7 @@ def lbfgs(
     evaluate: Evaluate,
     state: SolverState,
     max_iter: int,
-    tol: float,
+    tol: float | StopRule,
     callback: Callback | None = None,
     *,
     l1: L1Penalty = NO_L1,
@@ -210,17 +264,20 @@ def lbfgs(
     With an L1 term the problem is rewritten smooth and bound-constrained, θ = u − v with
     u, v ≥ 0 and penalty λ₁·Σ(u + v), the standard reformulation L-BFGS-B solves exactly
     (OWL-QN's job, without a hand-written OWL-QN). ``loss_history`` holds the objective at
-    each accepted iterate; ``n_iter`` counts them.
+    each accepted iterate; ``n_iter`` counts them. scipy's ``pgtol`` is our ``gtol`` (max
+    of the projected gradient), its ``ftol`` our ``tol``; the status is decided on our
+    measure at the returned point.
     """
     from scipy.optimize import minimize
 
+    rule = _rule(tol)
     split = _SplitL1(l1, len(state.params))
     last: dict = {}
 
     def objective(z: np.ndarray):
         theta = split.theta(z)
         cost, grad = evaluate(theta)[:2]
-        last["grad"] = grad
+        last["grad"], last["theta"] = grad, theta
         value, gradient = split.objective(z, cost, grad)
         if not state.loss_history:
             state.loss_history.append(value)  # F at the starting point
@@ -229,9 +286,8 @@ def lbfgs(
     def on_iterate(intermediate_result) -> None:  # scipy passes the result by this name
         state.n_iter += 1
         theta = split.theta(intermediate_result.x)
-        norm = l1.optimality(theta, last["grad"])
-        # convergence is scipy's to decide (result.success, below), not the absolute rule
-        _record(state, theta, float(intermediate_result.fun), norm, 0.0, callback)
+        # stopping is scipy's to decide (below); the record keeps the measures
+        _record(state, theta, float(intermediate_result.fun), last["grad"], l1, NO_STOP, callback)
 
     result = minimize(
         objective,
@@ -242,16 +298,24 @@ def lbfgs(
         callback=on_iterate,
         options={
             "maxiter": max(1, max_iter - state.n_iter),
-            "ftol": tol,
-            "gtol": 0.0,
+            "ftol": rule.tol,
+            "gtol": rule.gtol,
             "maxcor": memory,
         },
     )
     state.params = split.theta(result.x)
-    state.converged = bool(result.success)
+    if not np.array_equal(last.get("theta"), state.params):
+        last["grad"] = evaluate(state.params)[1]
+    state.grad_norm = l1.optimality(state.params, last["grad"])
+    state.grad_max = l1.optimality_max(state.params, last["grad"])
     if state.loss_history[-1] != float(result.fun):
         state.loss_history.append(float(result.fun))
-    return state
+    state.status, state.converged = "", False
+    if state.grad_max <= rule.gtol:
+        state.status, state.converged = CONVERGED, True
+    elif state.n_iter < max_iter:
+        state.status = STALLED  # scipy's ftol, or its line search could not improve
+    return _finish(state)
 
 
 class _SplitL1:
@@ -291,29 +355,55 @@ def newton(
     evaluate: Evaluate,
     state: SolverState,
     max_iter: int,
-    tol: float,
+    tol: float | StopRule,
     callback: Callback | None = None,
 ) -> SolverState:
     """Newton's method (IRLS): each pass also sums Xᵀ·diag(a(1−a))·X, the driver solves
     H·Δ = g and steps θ := θ − Δ, halving the step while the cost rises.
 
     Same stopping rule as gradient descent, usually reached in ten or so passes.
-    ``loss_history`` holds the cost at every accepted point.
+    ``loss_history`` holds the cost at every accepted point. A singular or nearly
+    singular Hessian (constant, duplicated or collinear columns) takes the minimum-norm
+    step (``newton_step``): predictions then reach the optimum, which is unique even when
+    the coefficients are not.
     """
+    rule = _rule(tol)
     x = state.params.copy()
     previous, step = None, None  # (cost, point) before the last step, and that step
     while True:
         cost, grad, hessian = evaluate(x)
         if previous is not None and cost > previous[0]:
-            if np.max(np.abs(step)) < 1e-300:
-                return state
+            if np.max(np.abs(step)) <= 1e-15 * max(1.0, np.max(np.abs(previous[1]))):
+                x = previous[1]  # no step along Δ lowers the cost: stop at the best point
+                state.status = state.status or STALLED
+                return _finish(state)
             step = step / 2  # back off along the same direction: the cost rose
             x = previous[1] - step
             continue
-        _record(state, x, cost, float(np.linalg.norm(grad)), tol, callback)
-        if state.converged or state.n_iter >= max_iter:
-            return state
-        step = np.linalg.solve(hessian, grad)
+        _record(state, x, cost, grad, NO_L1, rule, callback)
+        if state.status or state.n_iter >= max_iter:
+            return _finish(state)
+        step = newton_step(hessian, grad)
         previous = (cost, x)
         x = x - step
         state.n_iter += 1
+
+
+def newton_step(hessian: np.ndarray, grad: np.ndarray) -> np.ndarray:
+    """Δ with H·Δ = g: by Cholesky when H is safely positive definite, else the
+    minimum-norm least-squares solution (singular values below 1e-12 of the largest are
+    treated as zero), as a rank-deficient design needs."""
+    from scipy.linalg import LinAlgError, cho_factor, cho_solve
+
+    scale = np.sqrt(np.maximum(np.diag(hessian), 1e-300))
+    try:
+        factor = cho_factor(hessian / np.outer(scale, scale))
+        diagonal = np.abs(np.diag(factor[0]))
+        if diagonal.min() > 1e-6 * diagonal.max():  # condition number below ~1e12
+            return cho_solve(factor, grad / scale) / scale
+    except (LinAlgError, ValueError):
+        pass
+    return np.linalg.lstsq(hessian, grad, rcond=1e-12)[0]
+
+
+NO_STOP = StopRule(tol=0.0, gtol=-1.0)

@@ -36,6 +36,7 @@ class TrainConfig:
     alpha: float = 0.1
     max_iter: int = 1000
     tol: float = 1e-6
+    gtol: float = 1e-4
     dtype: str = "float64"
     solver: str = "gd"
     l2: float = 0.0
@@ -149,9 +150,8 @@ def run_training(cfg: TrainConfig) -> TrainOutcome:
     if cfg.fail_on_no_convergence and not (model.converged_ or model.stopped_early_):
         checkpoints.save(model.solver_state_)
         raise NotConvergedError(
-            f"no convergence within --max-iter {cfg.max_iter} (last improvement "
-            f"{_last_improvement(model):.3g} > --tol {cfg.tol:g}); no model written. Rerun "
-            "with a larger --max-iter to continue from the checkpoint, or a larger --alpha"
+            f"not converged ({model.stop_reason_}); no model written. Rerun with a larger "
+            "--max-iter to continue from the checkpoint, or as the reason says"
         )
     withdraw_success(cfg.out, cfg.storage_options)
     location = model.save(cfg.out, cfg.storage_options)
@@ -229,11 +229,6 @@ def log_cluster(client, scheduler: str | None) -> None:
         log.info("Dask dashboard: %s", link)
 
 
-def _last_improvement(model: LogisticRegression) -> float:
-    history = model.loss_history_
-    return history[-2] - history[-1] if len(history) > 1 else float("nan")
-
-
 def _log_result(model: LogisticRegression, seconds: float) -> None:
     status = model.stop_reason_.split(":")[0]
     history = model.loss_history_
@@ -256,6 +251,8 @@ def _log_result(model: LogisticRegression, seconds: float) -> None:
             }
         },
     )
+    if model.status_ not in ("converged", "early_stopping"):
+        log.warning("%s", model.stop_reason_)
     if model.cost_increased_at_ is not None:
         log.warning(
             "the cost rose at iteration %d: --alpha %g is probably too large",
