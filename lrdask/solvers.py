@@ -243,7 +243,11 @@ def _note_progress(state: SolverState, rule: StopRule, note_rise: bool = True) -
     improvement = history[-2] - history[-1]
     if rule.tol > 0 and 0.0 <= improvement <= rule.tol:
         state.status = STALLED
-    elif improvement < 0 and note_rise and state.cost_increased_at is None:
+    elif (
+        improvement < -4 * np.finfo(float).eps * abs(history[-1])  # not rounding in F
+        and note_rise
+        and state.cost_increased_at is None
+    ):
         state.cost_increased_at = len(history) - 1
 
 

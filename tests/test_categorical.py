@@ -82,7 +82,13 @@ def test_penguins_species_multinomial_l2_equals_sklearn_pipeline(one_client, tmp
     data = write_files(tmp_path / "penguins", frame)
     l2 = 0.01
     model = LogisticRegression(
-        solver="lbfgs", l2=l2, categorical="auto", missing="mean", max_iter=5000, tol=1e-14
+        solver="lbfgs",
+        l2=l2,
+        categorical="auto",
+        missing="mean",
+        max_iter=5000,
+        tol=1e-14,
+        gtol=1e-10,
     ).fit(data, label="species", client=one_client)
     assert model.family_ == "multinomial"
     assert list(model.classes_) == ["Adelie", "Chinstrap", "Gentoo"]
@@ -102,7 +108,7 @@ def test_penguins_sex_unpenalized_skip_equals_sklearn_on_complete_rows(one_clien
     frame = penguins()
     data = write_files(tmp_path / "penguins", frame)
     model = LogisticRegression(
-        solver="newton", categorical=["species", "island"], missing="skip", tol=1e-12
+        solver="newton", categorical=["species", "island"], missing="skip", tol=1e-12, gtol=1e-10
     ).fit(data, label="sex", client=one_client)
     complete = frame.dropna()
     assert model.n_rows_ == len(complete) == 333
@@ -132,6 +138,7 @@ def test_synthetic_categoricals_equal_sklearn_pipeline(one_client, tmp_path, l2)
         missing="mean",
         max_iter=5000,
         tol=1e-14,
+        gtol=1e-10,
     ).fit(data, label="y", client=one_client)
     numeric = ["x0", "x1", "x2"]
     C = None if l2 == 0 else 1 / (l2 * len(frame))
@@ -161,7 +168,7 @@ def test_gd_with_categoricals_equals_dense_one_hot_numpy_loop(client, tmp_path, 
     )
     data = write_files(tmp_path / "d", frame, n_files=5)
     model = LogisticRegression(
-        alpha=0.5, max_iter=60, tol=0, categorical=["city", "zip"], family="binomial"
+        alpha=0.5, max_iter=60, tol=0, gtol=0, categorical=["city", "zip"], family="binomial"
     ).fit(data, label="y", client=client, cache=cache)
     X = dense_one_hot(frame, ["x0", "x1"], ["city", "zip"])
     w, b, costs = numpy_gradient_descent(X, frame["y"].to_numpy(float), 0.5, 60)
@@ -197,7 +204,7 @@ def test_encoding_does_not_depend_on_file_order_types_or_workers(client, tmp_pat
             name = f"{'zyx'[i % 3]}-{i}.parquet"
             pq.write_table(table.slice(cuts[i], cuts[i + 1] - cuts[i]), directory / name)
         models.append(
-            LogisticRegression(categorical="auto", max_iter=30, tol=0, alpha=1.0).fit(
+            LogisticRegression(categorical="auto", max_iter=30, tol=0, gtol=0, alpha=1.0).fit(
                 str(directory), label="y", client=client
             )
         )
@@ -285,7 +292,7 @@ def test_decimal_features_and_labels_read_as_numbers(one_client, tmp_path):
     )
     pq.write_table(pa.table({"amount": amount, "y": y}), tmp_path / "flt" / "a.parquet")
     fits = [
-        LogisticRegression(alpha=1e-4, max_iter=20, tol=0).fit(
+        LogisticRegression(alpha=1e-4, max_iter=20, tol=0, gtol=0).fit(
             str(tmp_path / d), label="y", client=one_client
         )
         for d in ("dec", "flt")
@@ -376,7 +383,13 @@ def test_dask_dataframe_with_categoricals_and_nullable_dtypes(one_client, tmp_pa
     frame["bill_length_cm"] = frame["bill_length_cm"].astype("Float64")
     ddf = dd.from_pandas(frame, npartitions=3)
     data = write_files(tmp_path / "p", penguins().dropna().astype({"island": str}))
-    kwargs = {"solver": "newton", "l2": 0.01, "categorical": ["island", "species"], "tol": 1e-13}
+    kwargs = {
+        "solver": "newton",
+        "l2": 0.01,
+        "categorical": ["island", "species"],
+        "tol": 1e-13,
+        "gtol": 1e-10,
+    }
     from_frame = LogisticRegression(**kwargs).fit(ddf, label="sex", client=one_client)
     from_files = LogisticRegression(**kwargs).fit(data, label="sex", client=one_client)
     assert from_frame.coef_names_ == from_files.coef_names_
@@ -402,11 +415,13 @@ def test_weighted_mean_imputation_and_standardize_with_categoricals(one_client, 
     )
     data = write_files(tmp_path / "d", frame)
     kwargs = {"categorical": ["c"], "missing": "mean", "weight_col": "s", "solver": "newton"}
-    model = LogisticRegression(**kwargs, tol=1e-13).fit(data, label="y", client=one_client)
+    model = LogisticRegression(**kwargs, tol=1e-13, gtol=1e-10).fit(
+        data, label="y", client=one_client
+    )
     ok = ~np.isnan(x_with_nulls)
     weighted = np.average(x_with_nulls[ok], weights=frame["s"].to_numpy()[ok])
     assert model.encoding_.means[0] == pytest.approx(weighted, rel=1e-12)
-    scaled = LogisticRegression(**kwargs, tol=1e-13, standardize=True).fit(
+    scaled = LogisticRegression(**kwargs, tol=1e-13, gtol=1e-10, standardize=True).fit(
         data, label="y", client=one_client
     )
     assert np.all(scaled.scaling_.scale[1:] == 1.0) and np.all(scaled.scaling_.mean[1:] == 0.0)

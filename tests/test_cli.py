@@ -170,6 +170,8 @@ def test_train_with_every_model_option(tmp_path):
         2,
         "--tol",
         0,
+        "--gtol",
+        0,
         "--max-iter",
         200,
         *common,

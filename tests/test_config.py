@@ -110,6 +110,6 @@ def test_plot_and_info_commands(tmp_path):
     order = sorted(range(3), key=lambda j: -abs(doc["coef"][j]))
     listed = [line.split()[0] for line in text.splitlines()[-3:]]
     assert listed == [doc["features"][j] for j in order]
-    assert "iterations 20 (max_iter=20 reached)" in text
+    assert "iterations 20 (max_iter=20 reached: max |gradient|" in text
     summary = json.loads(lrdask("info", tmp_path / "m", "--json").stdout)
     assert summary["final_cost"] == doc["training"]["loss_history"][-1]

@@ -17,7 +17,7 @@ from lrdask.errors import ConfigError, DataError, ModelError
 
 
 def fit_gd(client, path, alpha, iterations, **kw):
-    model = LogisticRegression(alpha=alpha, max_iter=iterations, tol=0.0)
+    model = LogisticRegression(alpha=alpha, max_iter=iterations, tol=0.0, gtol=0)
     return model.fit(path, label="y", client=client, **kw)
 
 
@@ -81,7 +81,7 @@ def test_dask_dataframe_input(one_client):
     X, y = random_problem(250, 3, seed=5)
     frame = pd.DataFrame(X, columns=["a", "b", "c"]).assign(label=y.astype(int))
     ddf = dd.from_pandas(frame, npartitions=4)
-    model = LogisticRegression(alpha=0.5, max_iter=30, tol=0).fit(
+    model = LogisticRegression(alpha=0.5, max_iter=30, tol=0, gtol=0).fit(
         ddf, label="label", client=one_client
     )
     assert_matches_reference(model, X, y, 0.5, 30)
@@ -99,7 +99,7 @@ def test_convergence_reaches_sklearn_log_loss_on_diabetes(one_client, tmp_path):
     path = write_partitions(tmp_path / "diabetes", X, y, [150, 150, 142])
     sk = SkLogistic(C=np.inf, tol=1e-12, max_iter=10_000).fit(X, y)
     optimum = log_loss(y, sk.predict_proba(X))
-    model = LogisticRegression(alpha=2.0, max_iter=1500, tol=1e-10).fit(
+    model = LogisticRegression(alpha=2.0, max_iter=1500, tol=1e-10, gtol=1e-10).fit(
         path, label="y", client=one_client
     )
     ours = log_loss(y, model.predict_proba(X))
@@ -112,10 +112,11 @@ def test_convergence_reaches_sklearn_log_loss_on_diabetes(one_client, tmp_path):
 def test_stops_when_cost_stops_improving(one_client, tmp_path):
     X, y = random_problem(400, 3, seed=11)
     path = write_partitions(tmp_path / "data", X, y, [200, 200])
-    model = LogisticRegression(alpha=1.0, max_iter=10_000, tol=1e-7).fit(
+    model = LogisticRegression(alpha=1.0, max_iter=10_000, tol=1e-7, gtol=0.0).fit(
         path, label="y", client=one_client
     )
-    assert model.converged_
+    assert model.status_ == "stalled" and not model.converged_  # gtol 0 never holds
+    assert model.stop_reason_.startswith("stalled: the objective changed by at most tol=1e-07")
     assert model.n_iter_ < 10_000
     history = model.loss_history_
     assert len(history) == model.n_iter_ + 1
@@ -196,7 +197,7 @@ def test_task_path_and_fast_path_agree(tmp_path, monkeypatch):
 def test_streaming_mode_equals_cached_mode(one_client, tmp_path):
     X, y = random_problem(400, 3, seed=13)
     path = write_partitions(tmp_path / "data", X, y, [100, 0, 300], row_group_size=50)
-    model = LogisticRegression(alpha=0.6, max_iter=25, tol=0)
+    model = LogisticRegression(alpha=0.6, max_iter=25, tol=0, gtol=0)
     model.fit(path, "y", client=one_client, cache=False)
     assert_matches_reference(model, X, y, 0.6, 25)
     assert model.n_rows_ == 400
@@ -213,7 +214,7 @@ def test_streaming_mode_validates_too(one_client, tmp_path):
 def test_float32_storage_matches_to_1e6(one_client, tmp_path):
     X, y = random_problem(600, 4, seed=15)
     path = write_partitions(tmp_path / "data", X, y, [300, 300])
-    model = LogisticRegression(alpha=0.5, max_iter=40, tol=0, dtype="float32")
+    model = LogisticRegression(alpha=0.5, max_iter=40, tol=0, gtol=0, dtype="float32")
     model.fit(path, "y", client=one_client)
     w, b, _ = numpy_gradient_descent(X, y, 0.5, 40)
     np.testing.assert_allclose(model.coef_, w, rtol=1e-6, atol=1e-7)

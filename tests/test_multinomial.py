@@ -33,7 +33,7 @@ def test_multinomial_reaches_sklearn_solution(one_client, tmp_path, solver):
     path = write_partitions(tmp_path / "d", X, y, [40, 60, 50])
     l2 = 0.01
     model = LogisticRegression(
-        family="multinomial", solver=solver, l2=l2, tol=0.0, max_iter=20_000, alpha=1.0
+        family="multinomial", solver=solver, l2=l2, tol=0.0, gtol=0, max_iter=20_000, alpha=1.0
     )
     model.fit(path, "y", client=one_client)
     sk = sklearn_multinomial(X, y, l2)
@@ -50,7 +50,9 @@ def test_multinomial_gd_is_the_softmax_update(one_client, tmp_path):
     X, y = iris()
     path = write_partitions(tmp_path / "d", X, y, [75, 75])
     alpha, iterations = 0.7, 15
-    model = LogisticRegression(family="multinomial", alpha=alpha, max_iter=iterations, tol=0)
+    model = LogisticRegression(
+        family="multinomial", alpha=alpha, max_iter=iterations, tol=0, gtol=0
+    )
     model.fit(path, "y", client=one_client)
     W, b = np.zeros((4, 3)), np.zeros(3)
     onehot = np.eye(3)[y.astype(int)]

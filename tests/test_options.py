@@ -44,7 +44,7 @@ def test_weights_reach_sklearn_sample_weight_solution(one_client, tmp_path):
     X, y = random_problem(1000, 4, seed=22)
     weights = np.random.default_rng(1).uniform(0, 3, size=1000)
     path = write_weighted(tmp_path / "w", X, y, weights, [500, 500])
-    model = LogisticRegression(solver="newton", l2=0.01, weight_col="w", tol=1e-15)
+    model = LogisticRegression(solver="newton", l2=0.01, weight_col="w", tol=1e-15, gtol=1e-10)
     model.fit(path, "y", client=one_client)
     coef, intercept = sklearn_solution(X, y, 0.01, sample_weight=weights)
     np.testing.assert_allclose(model.coef_, coef, atol=1e-6)
@@ -55,7 +55,9 @@ def test_balanced_class_weight_reaches_sklearn(one_client, tmp_path):
     X, y = random_problem(1200, 3, seed=23)
     y[:900] = np.where(y[:900] == 1, 0, y[:900])  # make class 1 rare
     path = write_partitions(tmp_path / "d", X, y, [600, 600])
-    model = LogisticRegression(solver="lbfgs", l2=0.01, class_weight="balanced", tol=1e-15)
+    model = LogisticRegression(
+        solver="lbfgs", l2=0.01, class_weight="balanced", tol=1e-15, gtol=1e-10
+    )
     model.fit(path, "y", client=one_client)
     coef, intercept = sklearn_solution(X, y, 0.01, class_weight="balanced")
     np.testing.assert_allclose(model.coef_, coef, atol=1e-6)
@@ -80,7 +82,7 @@ def test_standardize_reaches_sklearn_on_scaled_data(one_client, tmp_path, solver
     X, y = breast_cancer(standardized=False)
     X = np.column_stack([X, np.full(len(y), 7.0)])  # a constant column: weight 0, no NaN
     path = write_partitions(tmp_path / "d", X, y, [200, 369])
-    model = LogisticRegression(solver=solver, l2=0.01, standardize=True, tol=1e-15)
+    model = LogisticRegression(solver=solver, l2=0.01, standardize=True, tol=1e-15, gtol=1e-10)
     model.fit(path, "y", client=one_client)
     mean, std = X[:, :-1].mean(axis=0), X[:, :-1].std(axis=0)
     coef_s, intercept_s = sklearn_solution((X[:, :-1] - mean) / std, y, 0.01)
@@ -101,9 +103,9 @@ def test_standardize_makes_gd_converge_on_badly_scaled_data(one_client, tmp_path
     X, y = random_problem(2000, 3, seed=25)
     X = X * np.array([1000.0, 1.0, 0.001]) + np.array([5e4, 0.0, -3.0])
     path = write_partitions(tmp_path / "d", X, y, [1000, 1000])
-    model = LogisticRegression(alpha=1.0, max_iter=2000, tol=1e-10, standardize=True)
+    model = LogisticRegression(alpha=1.0, max_iter=2000, tol=0.0, gtol=1e-8, standardize=True)
     model.fit(path, "y", client=one_client)
-    reference = LogisticRegression(solver="newton", tol=1e-15, standardize=True)
+    reference = LogisticRegression(solver="newton", tol=1e-15, gtol=1e-10, standardize=True)
     reference.fit(path, "y", client=one_client)
     assert model.converged_ and model.cost_increased_at_ is None
     assert model.loss_history_[-1] == pytest.approx(reference.loss_history_[-1], abs=1e-8)
@@ -112,11 +114,15 @@ def test_standardize_makes_gd_converge_on_badly_scaled_data(one_client, tmp_path
 def test_init_continues_a_run_exactly(one_client, tmp_path):
     X, y = random_problem(400, 3, seed=26)
     path = write_partitions(tmp_path / "d", X, y, [150, 250])
-    first = LogisticRegression(alpha=0.5, max_iter=10, tol=0.0).fit(path, "y", client=one_client)
+    first = LogisticRegression(alpha=0.5, max_iter=10, tol=0.0, gtol=0).fit(
+        path, "y", client=one_client
+    )
     first.save(str(tmp_path / "m"))
-    second = LogisticRegression(alpha=0.5, max_iter=10, tol=0.0, init=str(tmp_path / "m"))
+    second = LogisticRegression(alpha=0.5, max_iter=10, tol=0.0, gtol=0, init=str(tmp_path / "m"))
     second.fit(path, "y", client=one_client)
-    whole = LogisticRegression(alpha=0.5, max_iter=20, tol=0.0).fit(path, "y", client=one_client)
+    whole = LogisticRegression(alpha=0.5, max_iter=20, tol=0.0, gtol=0).fit(
+        path, "y", client=one_client
+    )
     np.testing.assert_array_equal(second.coef_, whole.coef_)
     assert second.intercept_ == whole.intercept_
     assert second.loss_history_ == whole.loss_history_[10:]
@@ -138,14 +144,14 @@ def test_validation_history_and_early_stopping(one_client, tmp_path):
     train = write_partitions(tmp_path / "t", X[:400], y[:400], [200, 200])
     flipped = 1 - y[400:]  # held-out labels that disagree: its cost rises as training fits
     held = write_partitions(tmp_path / "v", X[400:], flipped, [200])
-    model = LogisticRegression(alpha=0.5, max_iter=102, tol=0.0, validation_every=5)
+    model = LogisticRegression(alpha=0.5, max_iter=102, tol=0.0, gtol=0, validation_every=5)
     model.fit(train, "y", client=one_client, validation=held)
     steps = [k for k, _ in model.validation_history_]
     assert steps == [*range(0, 102, 5), 102]  # every 5, and the final model
     assert model.validation_history_[0][1] == pytest.approx(np.log(2))
     assert model.validation_metrics_["rows"] == 200
     stopping = LogisticRegression(
-        alpha=0.5, max_iter=500, tol=0.0, validation_every=5, early_stopping=3
+        alpha=0.5, max_iter=500, tol=0.0, gtol=0, validation_every=5, early_stopping=3
     )
     stopping.fit(train, "y", client=one_client, validation=held)
     assert stopping.n_iter_ == 15 and stopping.stopped_early_
@@ -166,11 +172,11 @@ def test_options_agree_across_streaming_and_dask_dataframe_inputs(one_client, tm
     weights = np.random.default_rng(3).uniform(0, 2, size=500)
     path = write_weighted(tmp_path / "w", X, y, weights, [200, 300])
     params = {"solver": "lbfgs", "l2": 0.01, "weight_col": "w", "standardize": True}
-    cached = LogisticRegression(tol=1e-15, **params).fit(path, "y", client=one_client)
-    streamed = LogisticRegression(tol=1e-15, **params)
+    cached = LogisticRegression(tol=1e-15, gtol=1e-10, **params).fit(path, "y", client=one_client)
+    streamed = LogisticRegression(tol=1e-15, gtol=1e-10, **params)
     streamed.fit(path, "y", client=one_client, cache=False)
     frame = pd.DataFrame(X, columns=["x0", "x1", "x2"]).assign(y=y.astype(int), w=weights)
-    from_frame = LogisticRegression(tol=1e-15, **params)
+    from_frame = LogisticRegression(tol=1e-15, gtol=1e-10, **params)
     from_frame.fit(dd.from_pandas(frame, npartitions=3), "y", client=one_client)
     for other in (streamed, from_frame):
         np.testing.assert_allclose(other.coef_, cached.coef_, rtol=1e-9)

@@ -66,6 +66,8 @@ def test_hive_table_trains_on_every_file_and_logs_each_day(tmp_path):
         20,
         "--tol",
         0,
+        "--gtol",
+        0,
         "--workers",
         1,
     )
@@ -112,21 +114,21 @@ def test_partition_keys_are_columns_for_features_categorical_and_weights(one_cli
         rows = slice(300 * i, 300 * (i + 1))
         os.makedirs(root / f"day=2026-10-0{i + 1}" / f"w={weight}")
         pq.write_table(table(X[rows], y[rows]), root / f"day=2026-10-0{i + 1}/w={weight}/p.pq")
-    plain = LogisticRegression(solver="newton", tol=1e-12).fit(
+    plain = LogisticRegression(solver="newton", tol=1e-12, gtol=1e-10).fit(
         str(root), label="y", client=one_client
     )
     assert plain.feature_names_in_ == ["x0", "x1"]
-    weighted = LogisticRegression(solver="newton", tol=1e-12, weight_col="w").fit(
+    weighted = LogisticRegression(solver="newton", tol=1e-12, gtol=1e-10, weight_col="w").fit(
         str(root), label="y", client=one_client
     )
     repeated = np.concatenate([np.arange(300)] + [np.arange(300, 600)] * 3)
     os.makedirs(tmp_path / "rep")
     pq.write_table(table(X[repeated], y[repeated]), tmp_path / "rep" / "a.parquet")
-    reference = LogisticRegression(solver="newton", tol=1e-12).fit(
+    reference = LogisticRegression(solver="newton", tol=1e-12, gtol=1e-10).fit(
         str(tmp_path / "rep"), label="y", client=one_client
     )
     np.testing.assert_allclose(weighted.coef_, reference.coef_, rtol=1e-9)
-    by_day = LogisticRegression(solver="newton", tol=1e-12, categorical=["day"]).fit(
+    by_day = LogisticRegression(solver="newton", tol=1e-12, gtol=1e-10, categorical=["day"]).fit(
         str(root), label="y", client=one_client
     )
     assert by_day.coef_names_ == ["x0", "x1", "day=2026-10-02"]

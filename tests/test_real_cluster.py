@@ -35,6 +35,8 @@ def test_train_and_predict_on_a_real_cluster(real_cluster, tmp_path):
         40,
         "--tol",
         0,
+        "--gtol",
+        0,
         "--scheduler",
         real_cluster.address,
     )
@@ -90,6 +92,8 @@ def test_categorical_model_on_a_real_cluster(real_cluster, tmp_path):
         "--max-iter",
         30,
         "--tol",
+        0,
+        "--gtol",
         0,
         "--scheduler",
         real_cluster.address,

@@ -82,6 +82,8 @@ def test_train_and_predict_on_s3(s3, tmp_path):
         30,
         "--tol",
         0,
+        "--gtol",
+        0,
         "--workers",
         2,
         env=env,

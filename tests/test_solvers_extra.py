@@ -21,7 +21,12 @@ def sklearn_solution(X, y, l2=0.0, l1=0.0, sample_weight=None, class_weight=None
     total = len(y) if sample_weight is None else float(np.sum(sample_weight))
     if l1:
         sk = SkLogistic(
-            C=1.0 / (l1 * total), l1_ratio=1.0, solver="saga", tol=1e-13, max_iter=200_000
+            C=1.0 / (l1 * total),
+            l1_ratio=1.0,
+            solver="saga",
+            tol=1e-13,
+            gtol=1e-10,
+            max_iter=200_000,
         )
     else:
         sk = SkLogistic(C=1.0 / (l2 * total), tol=1e-12, max_iter=100_000)
@@ -145,7 +150,7 @@ def test_fit_reaches_sklearn_l2_solution(one_client, tmp_path, data, solver):
     )
     l2 = 0.01
     model = LogisticRegression(
-        solver=solver, l2=l2, max_iter=3000, tol=1e-15, alpha=lipschitz_step(X, l2)
+        solver=solver, l2=l2, max_iter=3000, tol=1e-15, gtol=1e-10, alpha=lipschitz_step(X, l2)
     )
     model.fit(path, "y", client=one_client)
     coef, intercept = sklearn_solution(X, y, l2)
@@ -159,7 +164,7 @@ def test_gd_with_l2_is_the_penalized_update(one_client, tmp_path):
     X, y = random_problem(400, 3, seed=8)
     path = write_partitions(tmp_path / "d", X, y, [150, 250])
     l2, alpha, iterations = 0.05, 0.5, 30
-    model = LogisticRegression(alpha=alpha, max_iter=iterations, tol=0, l2=l2)
+    model = LogisticRegression(alpha=alpha, max_iter=iterations, tol=0, gtol=0, l2=l2)
     model.fit(path, "y", client=one_client)
     w, b = np.zeros(3), 0.0
     for _ in range(iterations):
@@ -173,7 +178,7 @@ def test_gd_with_l1_is_the_proximal_update(one_client, tmp_path):
     X, y = random_problem(400, 4, seed=12)
     path = write_partitions(tmp_path / "d", X, y, [100, 300])
     l1, alpha, iterations = 0.05, 0.5, 25
-    model = LogisticRegression(alpha=alpha, max_iter=iterations, tol=0, l1=l1)
+    model = LogisticRegression(alpha=alpha, max_iter=iterations, tol=0, gtol=0, l1=l1)
     model.fit(path, "y", client=one_client)
     w, b = np.zeros(4), 0.0
     for _ in range(iterations):
