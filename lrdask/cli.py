@@ -243,6 +243,14 @@ def cluster_options(func):
     "update on the raw data. Constant columns get weight 0.",
 )
 @click.option(
+    "--standardize-variance",
+    type=click.Choice(["population", "sample"]),
+    default="population",
+    show_default=True,
+    help="With --standardize: σ² divides by the total weight (population, scikit-learn's "
+    "StandardScaler) or by it minus 1 (sample, as Spark does); matters with a penalty.",
+)
+@click.option(
     "--init",
     metavar="MODEL_DIR",
     default=None,

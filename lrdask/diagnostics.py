@@ -97,13 +97,14 @@ def column_report(blocks, encoding, solver: str) -> ColumnReport | None:
 
 
 def separated(blocks, coef, intercept, multinomial: bool) -> bool:
-    """``coef`` as the objective gives it ((f,) or (f, K)). True when the model classifies every training row correctly: the data are
+    """True when the model classifies every training row correctly: the data are
     separable and the unpenalized optimum is at infinity (statsmodels' perfect-prediction
-    check). One scoring pass."""
+    check). ``coef`` as the objective gives it: (f,) or (f, K). One scoring pass."""
     from lrdask.evaluation import evaluation_sums, multiclass_evaluation_sums
 
     if multinomial:
-        sums = blocks.partial_sums(np.asarray(coef), intercept, kernel=multiclass_evaluation_sums)
+        kernel = multiclass_evaluation_sums
+        sums = blocks.partial_sums(np.asarray(coef), intercept, kernel=kernel)
         return int(np.trace(sums.confusion)) == int(sums.confusion.sum())
     sums = blocks.partial_sums(coef, intercept, kernel=evaluation_sums)
     (tn, fp), (fn, tp) = sums.confusion.tolist()

@@ -61,6 +61,10 @@ _PARAMETER_CONSTRAINTS: dict[str, tuple[Callable[[object], bool], str]] = {
     "weight_col": (lambda v: v is None or (isinstance(v, str) and v), "a column name or None"),
     "class_weight": (lambda v: v in (None, "balanced"), "None or 'balanced'"),
     "standardize": (lambda v: isinstance(v, bool), "True or False"),
+    "standardize_variance": (
+        lambda v: v in ("population", "sample"),
+        "'population' or 'sample'",
+    ),
     "init": (lambda v: v is None or isinstance(v, (str, LogisticRegression)), "a model dir"),
     "family": (
         lambda v: v in ("auto", "binomial", "multinomial"),
@@ -115,8 +119,11 @@ class LogisticRegression:
     weight_col : column of non-negative row weights; m becomes Σ weights.
     class_weight : "balanced" weighs class k by m / (K·m_k), as scikit-learn does.
     standardize : train on (x − μ)/σ (one extra pass for μ, σ); coefficients are reported
-        on the original scale. Off by default so that gd is the lecture's update on the
-        raw features, exactly.
+        on the original scale. The penalties apply on the standardized scale. Off by
+        default so that gd is the lecture's update on the raw features, exactly.
+    standardize_variance : σ² is the "population" variance (Σ s·(x − μ)² / Σ s, as
+        scikit-learn's StandardScaler; the default) or the "sample" one (/ (Σ s − 1), as
+        Spark's standardization): with a penalty the two optima differ, by O(1/m).
     init : model dir (or fitted model) to start from instead of θ = 0 (same features).
     family : "auto" (binomial for two classes, multinomial for more; Spark's default),
         "binomial" (exactly two label values) or "multinomial" (K values, softmax).
@@ -155,6 +162,7 @@ class LogisticRegression:
         missing: str = "error",
         positive_class=None,
         gtol: float = 1e-4,
+        standardize_variance: str = "population",
     ):
         self.alpha = alpha
         self.max_iter = max_iter
@@ -176,6 +184,7 @@ class LogisticRegression:
         self.missing = missing
         self.positive_class = positive_class
         self.gtol = gtol
+        self.standardize_variance = standardize_variance
 
     # ---- training -------------------------------------------------------------------
     def fit(
@@ -319,7 +328,8 @@ class LogisticRegression:
         scaling = None
         if self.standardize:
             moments = blocks.partial_sums(None, None, kernel=moment_sums)
-            scaling = Scaling.from_moments(_with_category_slots(moments, encoding))
+            ddof = 1 if self.standardize_variance == "sample" else 0
+            scaling = Scaling.from_moments(_with_category_slots(moments, encoding), ddof)
         self.scaling_ = scaling
 
         def run_pass(coef, intercept):
@@ -451,6 +461,7 @@ class LogisticRegression:
             "weight_col": self.weight_col,
             "class_weight": self.class_weight,
             "standardize": self.standardize,
+            "standardize_variance": self.standardize_variance,
             "family": self.family,
             "categorical": self.categorical
             if self.categorical in (None, "auto")

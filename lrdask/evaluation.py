@@ -179,13 +179,15 @@ def evaluate_dataset(client, model, data: str, storage_options: dict | None = No
 
     from lrdask.loading import check_reports, load_piece, summarize
     from lrdask.predict import plan_for_model
-    from lrdask.scheduling import StreamedPieces
+    from lrdask.scheduling import StreamedPieces, share
 
     log = logging.getLogger("lrdask")
     plan = plan_for_model(model, data, model.label_, storage_options)
     encoding = model.encoding_.reading(model.label_)
-    args = [(piece, plan.fs, encoding, "float64") for piece in plan.pieces]
+    shared = share(client, encoding)
+    args = [(piece, plan.fs, shared, "float64") for piece in plan.pieces]
     pieces = StreamedPieces(client, load_piece, args)
+    pieces.shared = [shared]
     reports = pieces.reports()
     check_reports(reports, plan.label, encoding.family, training=False, classes=encoding.classes)
     summarize(reports, log)

@@ -14,6 +14,8 @@ zero slot (no contribution).
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from lrdask.sums import LogLossSums, MomentSums, NewtonSums
@@ -111,8 +113,9 @@ def _fold_rows(X, y, w, b, block_rows: int, hessian=None, weights=None, codes=No
     work = _work_dtype(X)
     w = np.asarray(w, dtype=np.float64)
     slots = category_slots(w, f)
-    offsets = None if codes is None else category_z(codes, slots)
-    residuals = None if codes is None else np.empty(n)
+    index = offsets = residuals = None
+    if codes is not None:
+        index, offsets, residuals = _category_parts(codes, slots)
     w_x = w[:f].astype(work, copy=False)
     rows = min(block_rows, max(n, 1))
     e, t, r = np.empty(rows, work), np.empty(rows, work), np.empty(rows, work)
@@ -141,8 +144,32 @@ def _fold_rows(X, y, w, b, block_rows: int, hessian=None, weights=None, codes=No
             _add_block_hessian(design, e[:k], hessian, sb)
     count = float(n) if weights is None else float(weights.sum())
     if codes is not None:
-        grad = np.concatenate([grad, category_gradient(codes, residuals, len(slots) - 1)])
+        grad = np.concatenate([grad, category_gradient(index, residuals, len(slots) - 1)])
     return LogLossSums(count, loss, grad, grad_b)
+
+
+_scratch = threading.local()
+
+
+def _category_parts(codes: np.ndarray, slots: np.ndarray):
+    """(codes as intp, each row's categorical part of z, a buffer for the residuals), in
+    per-thread buffers reused from call to call. Dask workers hand freed memory back to
+    the OS at once (MALLOC_TRIM_THRESHOLD_), so fresh n-row temporaries would be
+    page-faulted in again on every pass, and int32 codes would be copied to intp by every
+    fancy index and bincount; the buffers (rows × (8·columns + 16) bytes per thread, kept
+    at the largest block's size) avoid both."""
+    n, c = codes.shape
+    held = getattr(_scratch, "buffers", None)
+    if held is None or held[0].shape[0] < n or held[0].shape[1] < c:
+        held = (np.empty((n, c), np.intp, order="F"), np.empty(n), np.empty(n))
+        _scratch.buffers = held
+    index, part, residuals = held[0][:n, :c], held[1][:n], held[2][:n]
+    np.copyto(index, codes)
+    np.take(slots, index[:, 0], out=part, mode="clip")  # codes are in range by construction
+    for j in range(1, c):
+        np.take(slots, index[:, j], out=residuals, mode="clip")
+        part += residuals
+    return index, part, residuals
 
 
 def category_slots(w: np.ndarray, f: int) -> np.ndarray:

@@ -66,8 +66,8 @@ class Scaling:
     constant: np.ndarray  # True where σ = 0
 
     @classmethod
-    def from_moments(cls, moments: MomentSums) -> Scaling:
-        std = np.sqrt(moments.variance())
+    def from_moments(cls, moments: MomentSums, ddof: int = 0) -> Scaling:
+        std = np.sqrt(moments.variance(ddof))
         constant = ~(std > 1e-12 * np.maximum(np.abs(moments.mean), 1.0))
         return cls(moments.mean, np.where(constant, 1.0, std), constant)
 

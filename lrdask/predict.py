@@ -25,7 +25,7 @@ from lrdask.encoding import Encoding
 from lrdask.errors import DataError, OutputExistsError
 from lrdask.loading import BlockReport, check_reports, load_piece, summarize
 from lrdask.outputs import SUCCESS_FILE
-from lrdask.scheduling import cluster_errors
+from lrdask.scheduling import cluster_errors, share
 
 log = logging.getLogger("lrdask")
 
@@ -47,6 +47,7 @@ def write_predictions(
     encoding = model.encoding_.reading(None)
     plan = plan_for_model(model, data, None, storage_options)
     _check_keep(plan.files[0].schema.names, keep, plan.files[0].path)
+    shared = share(client, encoding)
     staging = f"{out_path.rstrip('/')}.staging-{uuid.uuid4().hex[:8]}"
     fs.makedirs(staging, exist_ok=True)
     try:
@@ -57,7 +58,7 @@ def write_predictions(
             fs=plan.fs,
             out_fs=fs,
             staging=staging,
-            encoding=encoding,
+            encoding=shared,
             keep=tuple(keep),
             coef=np.asarray(model.coef_),
             intercept=model.intercept_,

@@ -140,9 +140,10 @@ class PersistedBlocks:
         return merge_tree(self.client, level, self.timeout)
 
     def release(self) -> None:
-        for future in self.futures:
+        for future in [*self.futures, *getattr(self, "shared", [])]:
             future.release()
         self.futures = []
+        self.shared = []
 
     def _local_groups(self) -> list[tuple[str, list[Future]]]:
         """Blocks grouped by the worker that holds them, in a fixed block order.
@@ -249,7 +250,10 @@ class StreamedPieces:
         return merge_tree(self.client, level, self.timeout)
 
     def release(self) -> None:
-        """Nothing is held between passes."""
+        """Nothing is held between passes but the shared encoding."""
+        for future in getattr(self, "shared", []):
+            future.release()
+        self.shared = []
 
 
 def _load_report(load: Callable[..., Block], *arg) -> BlockReport:
@@ -287,10 +291,22 @@ def persist_plan(client: Client, plan, encoding, dtype: str, timeout, cache: boo
     """Blocks for a ``DatasetPlan`` (small files grouped), read as ``encoding`` says:
     cached on the workers, or streamed."""
     n_workers = len(client.scheduler_info(n_workers=-1)["workers"])
-    args = [(group, plan.fs, encoding, dtype) for group in plan.blocks(n_workers)]
+    shared = share(client, encoding)
+    args = [(group, plan.fs, shared, dtype) for group in plan.blocks(n_workers)]
     if not cache:
-        return StreamedPieces(client, load_pieces, args, timeout)
-    return PersistedBlocks.from_loaders(client, load_pieces, args, timeout)
+        blocks = StreamedPieces(client, load_pieces, args, timeout)
+    else:
+        blocks = PersistedBlocks.from_loaders(client, load_pieces, args, timeout)
+    blocks.shared = [shared]
+    return blocks
+
+
+def share(client: Client, value) -> Future:
+    """``value`` sent once to every worker, as one object per worker that all its tasks
+    use (an encoding with 10⁵ levels is a megabyte; a copy per block would make worker
+    memory grow with blocks × levels). The caller keeps the future for as long as tasks
+    may be recomputed from it."""
+    return client.scatter(value, broadcast=True, hash=False)
 
 
 def profile_plan(client: Client, plan, request, timeout=None):

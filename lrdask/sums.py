@@ -105,6 +105,7 @@ class MomentSums:
         m2 = self.m2 + other.m2 + delta**2 * (self.count * other.count / count)
         return MomentSums(count, mean, m2)
 
-    def variance(self) -> np.ndarray:
-        """Population variance (divided by the total weight), as StandardScaler uses."""
-        return self.m2 / self.count
+    def variance(self, ddof: int = 0) -> np.ndarray:
+        """Σ s·(x − mean)² / (Σ s − ddof): the population variance (ddof 0, scikit-learn's
+        StandardScaler) or the sample variance (ddof 1, Spark's standardization)."""
+        return self.m2 / max(self.count - ddof, np.finfo(float).tiny)

@@ -45,6 +45,7 @@ class TrainConfig:
     weight_col: str | None = None
     class_weight: str | None = None
     standardize: bool = False
+    standardize_variance: str = "population"
     init: str | None = None
     family: str = "auto"
     positive_class: str | None = None

@@ -56,3 +56,9 @@ def test_solver_benchmark_runs(tmp_path):
     )
     assert "| lrdask newton |" in table and "| lrdask lbfgs |" in table
     assert "breast_cancer" in json.dumps(raw)
+
+
+@pytest.mark.cluster
+def test_categorical_benchmark_runs(tmp_path):
+    table, raw = run("bench_categorical.py", tmp_path, "--rows", "20000", "--quick")
+    assert "categorical" in table.lower() and raw

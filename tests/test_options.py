@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import random_problem, write_partitions
+from sklearn.linear_model import LogisticRegression as SkLogistic
 from test_solvers_extra import breast_cancer, sklearn_solution
 
 from lrdask import LogisticRegression
@@ -185,3 +186,25 @@ def test_options_agree_across_streaming_and_dask_dataframe_inputs(one_client, tm
         (X - cached.scaling_.mean) / cached.scaling_.scale, y, 0.01, sample_weight=weights
     )
     np.testing.assert_allclose(cached.coef_ * cached.scaling_.scale, coef, atol=1e-6)
+
+
+def test_standardize_with_the_sample_variance_matches_spark_scaling(one_client, tmp_path):
+    """Spark standardizes with the sample σ (÷ (m − 1)); with a penalty on the
+    standardized scale that is another optimum, reached on scikit-learn's side by scaling
+    with √(m/(m−1)) × the population σ."""
+    X, y = random_problem(300, 3, seed=41)
+    path = write_partitions(tmp_path / "d", X, y, [150, 150])
+    model = LogisticRegression(
+        solver="newton",
+        l2=0.05,
+        standardize=True,
+        standardize_variance="sample",
+        tol=1e-15,
+        gtol=1e-11,
+    ).fit(path, "y", client=one_client)
+    m = len(y)
+    std = X.std(axis=0) * np.sqrt(m / (m - 1))
+    np.testing.assert_allclose(model.scaling_.scale, std, rtol=1e-12)
+    Xs = (X - X.mean(axis=0)) / std
+    sk = SkLogistic(C=1.0 / (0.05 * m), tol=1e-12, max_iter=10_000).fit(Xs, y)
+    np.testing.assert_allclose(model.coef_ * std, sk.coef_[0], atol=1e-6)
