@@ -485,15 +485,16 @@ def predict(
     Each partition is scored and written on the cluster; OUT_DIR appears complete, with a
     _SUCCESS marker written last.
     """
-    from lrdask.predict import write_predictions
+    from lrdask.predict import check_keep, write_predictions
 
-    cluster = (scheduler, workers, connect_timeout)
-    with _model_on_cluster(model_dir, storage_pairs, log_format, *cluster) as (
+    cluster = (scheduler, workers, connect_timeout, lambda plan: check_keep(plan, keep or []))
+    with _model_on_cluster(model_dir, data, False, storage_pairs, log_format, *cluster) as (
         model,
+        plan,
         client,
         options,
     ):
-        rows = write_predictions(client, model, data, out, keep, options, overwrite)
+        rows = write_predictions(client, model, plan, out, keep, options, overwrite)
     log.info("%d predictions written to %s", rows, out)
     click.echo(out)
 
@@ -590,12 +591,13 @@ def evaluate(
     from lrdask.evaluation import evaluate_dataset
 
     cluster = (scheduler, workers, connect_timeout)
-    with _model_on_cluster(model_dir, storage_pairs, log_format, *cluster) as (
+    with _model_on_cluster(model_dir, data, True, storage_pairs, log_format, *cluster) as (
         model,
+        plan,
         client,
         options,
     ):
-        result = evaluate_dataset(client, model, data, options)
+        result = evaluate_dataset(client, model, plan, options)
     text = artifact.dumps(result)
     if out:
         storage.write_bytes_atomic(out, text.encode(), options)
@@ -660,9 +662,10 @@ def info(model_dir, as_json) -> None:
         ref = f", reference level {cat.levels[0]!r} (weight 0)" if cat.reference else ""
         click.echo(f"\ncategorical '{cat.name}': {cat.n_slots} coefficient(s){ref}")
         click.echo(f"{'level':<{width}}  {header}")
+        slot_names = cat.slot_names  # built once: a property over every level
         for k in np.argsort(-np.abs(block).max(axis=0), kind="stable"):
             values = "  ".join(f"{w:+.6g}".ljust(10) for w in block[:, k])
-            click.echo(f"{cat.slot_names[k]:<{width}}  {values}".rstrip())
+            click.echo(f"{slot_names[k]:<{width}}  {values}".rstrip())
 
 
 def _category_blocks(encoding, coef: np.ndarray):
@@ -689,11 +692,12 @@ def _info_doc(model, coef: np.ndarray, order: np.ndarray) -> dict:
     categorical = []
     for cat, block in _category_blocks(encoding, coef):
         strongest = np.argsort(-np.abs(block).max(axis=0), kind="stable")
+        slot_names = cat.slot_names
         categorical.append(
             {
                 "name": cat.name,
                 "reference": cat.levels[0] if cat.reference else None,
-                "levels": [entry(cat.slot_names[k], block[:, k]) for k in strongest],
+                "levels": [entry(slot_names[k], block[:, k]) for k in strongest],
             }
         )
     return {
@@ -715,16 +719,23 @@ def _info_doc(model, coef: np.ndarray, order: np.ndarray) -> dict:
 
 
 @contextlib.contextmanager
-def _model_on_cluster(model_dir, storage_pairs, log_format, scheduler, workers, timeout):
-    """The shared start of predict and evaluate: logging, the storage options, the model
-    and a connected client."""
+def _model_on_cluster(
+    model_dir, data, with_label, storage_pairs, log_format, scheduler, workers, timeout, check=None
+):
+    """The shared start of predict and evaluate: logging, the storage options, the model,
+    DATA planned against it (footers only: bad data fails before a cluster starts) and a
+    connected client."""
+    from lrdask.predict import plan_for_model
+
     setup_logging(log_format)
     options = _storage_options(storage_pairs)
     model = LogisticRegression.load(model_dir, options)
-    options = options
+    plan = plan_for_model(model, data, model.label_ if with_label else None, options)
+    if check is not None:
+        check(plan)
     with connect(scheduler, workers, timeout) as client:
         log_cluster(client, scheduler)
-        yield model, client, options
+        yield model, plan, client, options
 
 
 def _storage_options(pairs: tuple[str, ...]) -> dict:

@@ -9,8 +9,10 @@ load. Any fsspec URL works; ``storage_options`` go to the filesystem.
 from __future__ import annotations
 
 import difflib
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 import fsspec
 import pyarrow as pa
@@ -18,6 +20,8 @@ import pyarrow.parquet as pq
 
 from lrdask.encoding import is_label_type, is_level_type, is_numeric_type, is_string_type
 from lrdask.errors import DataError
+
+log = logging.getLogger("lrdask")
 
 # A piece holds about this many feature values (8 bytes each in float64): 16 Mi values = 128 MiB.
 TARGET_PIECE_VALUES = 16 * 1024 * 1024
@@ -127,9 +131,10 @@ def plan_dataset(
     ``categorical="auto"``. Any other column is an error that says what to do, never
     silently dropped.
     """
+    _check_option_lists(features, exclude, categorical)
     fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
     files = _with_partitions(_read_footers(fs, _list_data_files(fs, root, url)), root)
-    reference = files[0]
+    reference = _unified_reference(files)
     keys = [key for key, _ in reference.partition]
     if features is None:  # partition keys are columns, but features only when named
         named = categorical if isinstance(categorical, (list, tuple)) else []
@@ -170,6 +175,31 @@ def plan_dataset(
     return DatasetPlan(url, fs, chosen, label, pieces, files, weight, target, cats)
 
 
+def _check_option_lists(features, exclude, categorical) -> None:
+    """Column lists that name a column twice, or both use and exclude it, are errors: they
+    would double a coefficient or quietly not do what was asked."""
+    for flag, names in (
+        ("--features", features),
+        ("--exclude", exclude),
+        ("--categorical", categorical if isinstance(categorical, (list, tuple)) else None),
+    ):
+        seen = set()
+        for name in names or []:
+            if name in seen:
+                raise DataError(f"{flag} names column '{name}' twice; name it once")
+            seen.add(name)
+    if features is not None and exclude:
+        both = [name for name in exclude if name in features]
+        if both:
+            raise DataError(
+                f"column '{both[0]}' is both in --features and in --exclude; --exclude is for "
+                "leaving columns out when --features is not given"
+            )
+        log.warning(
+            "--exclude %s has no effect: --features names the columns to use", ",".join(exclude)
+        )
+
+
 def _list_data_files(fs: fsspec.AbstractFileSystem, root: str, url: str) -> list[str]:
     """Every file under ``root`` whose path has no part starting with '_' or '.', whatever
     its extension (Hive writes ``000000_0``): the convention of Spark and pyarrow. A file
@@ -202,7 +232,7 @@ def _with_partitions(files: list[FileInfo], root: str) -> list[FileInfo]:
     for info in files:
         rel = info.path[len(root.rstrip("/")) :].strip("/")
         parts = [p.split("=", 1) for p in rel.split("/")[:-1] if "=" in p]
-        raw.append([(k, v) for k, v in parts])
+        raw.append([(unquote(k), unquote(v)) for k, v in parts])  # Hive escapes '/', '%', …
     keys = [k for k, _ in raw[0]]
     for info, pairs in zip(files, raw, strict=True):
         if [k for k, _ in pairs] != keys:
@@ -237,12 +267,41 @@ def _with_partitions(files: list[FileInfo], root: str) -> list[FileInfo]:
     return out
 
 
+def _unified_reference(files: list[FileInfo]) -> FileInfo:
+    """The first file, with each column that it holds only as Arrow's ``null`` type (a file
+    in which an optional column is empty) typed as in the first file that has values for
+    it: pyarrow's schema unification does the same."""
+    reference = files[0]
+    schema = reference.schema
+    for i, field_ in enumerate(schema):
+        if pa.types.is_null(field_.type):
+            for info in files[1:]:
+                if field_.name in info.schema.names:
+                    other = info.schema.field(field_.name).type
+                    if not pa.types.is_null(other):
+                        schema = schema.set(i, pa.field(field_.name, other))
+                        break
+    if schema is reference.schema:
+        return reference
+    return FileInfo(
+        reference.path,
+        schema,
+        reference.row_group_rows,
+        reference.size,
+        reference.version,
+        reference.partition,
+    )
+
+
 def _is_int(text: str) -> bool:
+    """An integer written as one: '0150' (a zip code) stays a string, as it would lose its
+    leading zero."""
     try:
         int(text)
     except ValueError:
         return False
-    return True
+    digits = text.lstrip("+-")
+    return not (len(digits) > 1 and digits.startswith("0"))
 
 
 def _show_keys(pairs) -> str:
@@ -402,6 +461,8 @@ def _check_columns(
                 f"{reference.path}; all files must share the schema"
             )
         got, want = info.schema.field(name).type, reference.schema.field(name).type
+        if pa.types.is_null(got):  # no values in this file: all null, read as such
+            continue
         if name in categorical or name == label:
             same = _kind(got) == _kind(want) and (is_level_type(got) or name == label)
         else:
@@ -417,7 +478,7 @@ def _kind(type_: pa.DataType) -> str:
     """What a column's values are, whatever their width or encoding."""
     if pa.types.is_dictionary(type_):
         type_ = type_.value_type
-    if pa.types.is_string(type_) or pa.types.is_large_string(type_):
+    if is_string_type(type_):
         return "string"
     if pa.types.is_boolean(type_):
         return "bool"

@@ -55,13 +55,16 @@ def is_numeric_type(type_: pa.DataType) -> bool:
     )
 
 
+def _is_text(type_: pa.DataType) -> bool:
+    """string, large_string and string_view (pyarrow ≥ 16, Polars): one kind of value."""
+    view = getattr(pa.types, "is_string_view", lambda t: False)
+    return pa.types.is_string(type_) or pa.types.is_large_string(type_) or view(type_)
+
+
 def is_string_type(type_: pa.DataType) -> bool:
-    """string, large_string and dictionary columns: what ``--categorical auto`` picks."""
-    return (
-        pa.types.is_string(type_)
-        or pa.types.is_large_string(type_)
-        or (pa.types.is_dictionary(type_) and is_level_type(type_.value_type))
-    )
+    """string, large_string, string_view and dictionary columns: what ``--categorical
+    auto`` picks."""
+    return _is_text(type_) or (pa.types.is_dictionary(type_) and is_level_type(type_.value_type))
 
 
 def is_level_type(type_: pa.DataType) -> bool:
@@ -69,12 +72,7 @@ def is_level_type(type_: pa.DataType) -> bool:
     dictionaries of them; decimals and floats only as labels (``is_label_type``)."""
     if pa.types.is_dictionary(type_):
         return is_level_type(type_.value_type)
-    return (
-        pa.types.is_string(type_)
-        or pa.types.is_large_string(type_)
-        or pa.types.is_integer(type_)
-        or pa.types.is_boolean(type_)
-    )
+    return _is_text(type_) or pa.types.is_integer(type_) or pa.types.is_boolean(type_)
 
 
 def is_label_type(type_: pa.DataType) -> bool:
@@ -91,7 +89,7 @@ def canonical(column):
         if pa.types.is_dictionary(type_):
             column = column.cast(type_.value_type)
             type_ = type_.value_type
-        if pa.types.is_large_string(type_):
+        if _is_text(type_) and not pa.types.is_string(type_):
             return column.cast(pa.string())
         if pa.types.is_integer(type_) and type_ != pa.int64():
             return column.cast(pa.int64())
@@ -122,6 +120,8 @@ def float_values(column) -> np.ndarray:
             except pa.ArrowException as exc:
                 raise DataError(f"values of type {column.type} are not numbers ({exc})") from None
         column = column.to_numpy(zero_copy_only=False)
+    # may be a read-only view of Arrow's buffer (a float64 column without nulls): callers
+    # that change values copy first
     return np.ascontiguousarray(column, dtype=np.float64)
 
 
@@ -429,9 +429,9 @@ class Profile:
         return Profile(
             self.rows + other.rows,
             self.skipped + other.skipped,
-            {k: _add_counts(v, other.levels[k]) for k, v in self.levels.items()},
+            {k: _add_counts(v, other.levels[k], k) for k, v in self.levels.items()},
             {k: v + other.nulls[k] for k, v in self.nulls.items()},
-            _add_counts(self.label, other.label),
+            _add_counts(self.label, other.label, "the label"),
             self.label_nulls + other.label_nulls,
             None if self.sums is None else self.sums + other.sums,
             None if self.weights is None else self.weights + other.weights,
@@ -496,19 +496,27 @@ def _value_counts(column, drop_nan: bool = False) -> pa.Table:
     )
 
 
-def _add_counts(a: pa.Table | None, b: pa.Table | None) -> pa.Table | None:
+def _add_counts(a: pa.Table | None, b: pa.Table | None, name: str = "") -> pa.Table | None:
     if a is None or b is None:
         return a if b is None else b
     if a.num_rows == 0 or b.num_rows == 0:
         return a if b.num_rows == 0 else b
-    if a.schema.field("value").type != b.schema.field("value").type:
+    ta, tb = a.schema.field("value").type, b.schema.field("value").type
+    if ta != tb and _is_number(ta) and _is_number(tb):  # 0/1 as int here, 0.0/1.0 there
+        a = a.set_column(0, "value", a.column("value").cast(pa.float64()))
+        b = b.set_column(0, "value", b.column("value").cast(pa.float64()))
+    elif ta != tb:
         raise DataError(
-            f"a column holds values of type {a.schema.field('value').type} in one file and "
-            f"{b.schema.field('value').type} in another; all files must share the schema"
+            f"column '{name}' holds values of type {ta} in one file and {tb} in another; "
+            "all files must share the schema"
         )
     both = pa.concat_tables([a, b])
     merged = both.group_by("value").aggregate([("count", "sum")])
     return merged.rename_columns(["value", "count"])
+
+
+def _is_number(type_: pa.DataType) -> bool:
+    return pa.types.is_integer(type_) or pa.types.is_floating(type_)
 
 
 def learn(
@@ -536,10 +544,13 @@ def learn(
         categorical.append(cat)
     means = None
     if request.means:
-        means = tuple(
-            float(s / w) if w > 0 else 0.0
-            for s, w in zip(profile.sums, profile.weights, strict=True)
-        )
+        empty = [n for n, w in zip(request.numeric, profile.weights, strict=True) if not w > 0]
+        if empty:
+            raise DataError(
+                f"numeric column '{empty[0]}' has no values at all (every row is null or "
+                "NaN), so it has no mean to impute; exclude it with --exclude"
+            )
+        means = tuple(float(s / w) for s, w in zip(profile.sums, profile.weights, strict=True))
     encoding = Encoding(
         tuple(request.numeric),
         tuple(categorical),
@@ -569,12 +580,20 @@ def _categorical(name, profile, request, min_count, penalized, offset) -> Catego
     levels = tuple(v for v, keep in zip(values, common, strict=True) if keep)
     kept = tuple(int(n) for n in numbers[common])
     other = int(numbers[~common].sum())
+    missing = nulls if request.missing == "mean" else 0
+    for placeholder, used in ((OTHER, other), (MISSING, missing)):
+        if used and placeholder in {str(v) for v in levels}:
+            raise DataError(
+                f"categorical column '{name}' has a level spelled '{placeholder}', which is "
+                f"also the name of the level lrdask makes for "
+                f"{'rare levels' if placeholder == OTHER else 'nulls'}; rename it in the data"
+            )
     return CategoricalColumn(
         name,
         levels,
         kept,
         other,
-        nulls if request.missing == "mean" else 0,
+        missing,
         reference=not penalized and bool(levels),
         offset=offset,
     )

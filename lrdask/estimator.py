@@ -577,8 +577,9 @@ class LogisticRegression:
         """(n, K) class probabilities, columns in the order of ``classes_`` (K = 2 for
         binomial: column 1 is the positive class).
 
-        ``data``: a NumPy array (numeric models only), or a Parquet path/URL or dask
-        DataFrame holding the model's input columns; for those a dask array is returned,
+        ``data``: a NumPy array (numeric models only) or a pandas DataFrame (NumPy out), or
+        a Parquet path/URL or dask DataFrame holding the model's input columns; for those
+        a dask array is returned,
         computed lazily partition by partition with the same planner, loader and encoding
         as training. Rows with a missing value under ``missing="skip"`` get NaN."""
         self._check_fitted()
@@ -823,6 +824,12 @@ def _frame_block(part, encoding, source, dtype):
     return block_from_table(_as_table(part), encoding, source, dtype)
 
 
+def _is_pandas_frame(data) -> bool:
+    import pandas as pd
+
+    return isinstance(data, pd.DataFrame)
+
+
 def _is_dask_frame(data) -> bool:
     try:
         import dask.dataframe as dd
@@ -843,6 +850,14 @@ def _lazy_probabilities(model, data):
     encoding = model.encoding_.reading(None)
     width = len(model.classes_)
     coef, intercept = np.asarray(model.coef_), model.intercept_
+    if _is_pandas_frame(data):  # in memory already: NumPy out
+        missing = [c for c in encoding.input_columns if c not in data.columns]
+        if missing:
+            raise DataError(f"the DataFrame lacks the model's column(s) {missing}")
+        table = _as_table(data[encoding.input_columns])
+        block = block_from_table(table, encoding, "DataFrame", drop_incomplete=False)
+        check_reports([block.report], None, training=False)
+        return block_probabilities(block, coef, intercept)
     if _is_dask_frame(data):
         frame = (
             data[encoding.input_columns]
@@ -882,7 +897,7 @@ def _lazy_probabilities(model, data):
         ]
     else:
         raise DataError(
-            "predict takes a NumPy array, a dask DataFrame or a Parquet path, "
+            "predict takes a NumPy array, a pandas or dask DataFrame or a Parquet path, "
             f"not {type(data).__name__}"
         )
     arrays = [

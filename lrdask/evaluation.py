@@ -75,6 +75,12 @@ def metrics(sums: EvaluationSums) -> dict:
         notes["roc_auc"] = "only one class present in the labels; ROC AUC needs both"
     if pr_auc is None:
         notes["pr_auc"] = "no positive rows in the labels; PR AUC needs some"
+    if not tp + fn:
+        notes["recall"] = "no positive rows: 0 by scikit-learn's zero_division convention"
+    if not tp + fp:
+        notes["precision"] = (
+            "nothing predicted positive: 0 by scikit-learn's zero_division convention"
+        )
     result = {
         "rows": int(sums.count),
         "log_loss": sums.loss / sums.count,
@@ -182,7 +188,12 @@ def evaluate_dataset(client, model, data: str, storage_options: dict | None = No
     from lrdask.scheduling import StreamedPieces, share
 
     log = logging.getLogger("lrdask")
-    plan = plan_for_model(model, data, model.label_, storage_options)
+    from lrdask.dataset import DatasetPlan
+
+    plan = data
+    if not isinstance(data, DatasetPlan):
+        plan = plan_for_model(model, data, model.label_, storage_options)
+    data = plan.url
     encoding = model.encoding_.reading(model.label_)
     shared = share(client, encoding)
     args = [(piece, plan.fs, shared, "float64") for piece in plan.pieces]

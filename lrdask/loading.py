@@ -280,8 +280,7 @@ def _fill_rows(block: Block, start: int, table: pa.Table, encoding: Encoding, so
         else:
             dropped = None
     for j, name in enumerate(encoding.numeric):
-        values = float_values(table.column(name))
-        _numeric_checks(values, name, report, encoding, j)
+        values = _numeric_checks(float_values(table.column(name)), name, report, encoding, j)
         block.X[rows, j] = values
     for j, cat in enumerate(encoding.categorical):
         codes, null, unseen = encoding.codes(table.column(cat.name), j)
@@ -321,24 +320,28 @@ def _fill_rows(block: Block, start: int, table: pa.Table, encoding: Encoding, so
     return report, dropped
 
 
-def _numeric_checks(values: np.ndarray, name: str, report: BlockReport, encoding, j) -> None:
+def _numeric_checks(values: np.ndarray, name: str, report: BlockReport, encoding, j):
     """Count (or, with missing="mean", impute) the non-finite values of one column; a
-    finite sum (one fast pass) proves there are none."""
+    finite sum (one fast pass) proves there are none. Returns the values, copied first if
+    they had to change (Arrow's buffer may be read-only: NaN without nulls)."""
     if np.isfinite(values.sum(dtype=np.float64)):
-        return
+        return values
     nan = np.isnan(values)
     inf = np.isinf(values)
     if inf.any():
         report.bad_values[name] = int(inf.sum())
     if not nan.any():
-        return
+        return values
     if encoding.missing == "error":
         report.missing_values[name] = int(nan.sum())
-    elif encoding.missing == "mean":
+        return values
+    values = values if values.flags.writeable else values.copy()
+    if encoding.missing == "mean":
         values[nan] = encoding.means[j]
         report.imputed[name] = int(nan.sum())
     else:  # skip: the row is dropped; 0 keeps the kernel's finite-sum check quiet
         values[nan] = 0.0
+    return values
 
 
 def _count_bad(values: np.ndarray, name: str, report: BlockReport, encoding) -> None:
@@ -392,7 +395,7 @@ def check_reports(
                 "nothing is left to train on"
             )
         raise DataError("the data set has zero rows; point DATA at a non-empty data set")
-    _check_bad_values(reports)
+    _check_bad_values(reports, label, weight, training)
     if weight is not None:
         _check_weights(reports, weight, rows)
     if label is None:
@@ -468,16 +471,29 @@ def _check_weights(reports: list[BlockReport], weight: str, rows: int) -> None:
         )
 
 
-def _check_bad_values(reports: list[BlockReport]) -> None:
-    for attr, what, fix in (
-        ("bad_values", "infinite", "replace them with finite numbers (or nulls)"),
-        (
-            "missing_values",
-            "null or NaN",
-            "pass --missing mean (impute the training mean; nulls in a categorical column "
-            "become the level '(missing)') or --missing skip (drop those rows)",
-        ),
-    ):
+def _missing_fix(name: str, label, weight, training: bool) -> str:
+    """What to do about null/NaN values in ``name``: what can actually be done there."""
+    if not training:
+        return (
+            "the model was trained with --missing error, so it cannot read a missing value: "
+            "fill or drop those rows, or retrain with --missing mean or skip"
+            if name != label
+            else "rows without a label cannot be evaluated: drop them"
+        )
+    if name == weight:
+        return (
+            "sample weights must be numbers: fill those rows, or pass --missing skip to drop them"
+        )
+    if name == label:
+        return "pass --missing skip to drop those rows (a label is never imputed)"
+    return (
+        "pass --missing mean (impute the training mean; nulls in a categorical column "
+        "become the level '(missing)') or --missing skip (drop those rows)"
+    )
+
+
+def _check_bad_values(reports: list[BlockReport], label=None, weight=None, training=True):
+    for attr, what in (("bad_values", "infinite"), ("missing_values", "null or NaN")):
         columns: dict[str, list[BlockReport]] = {}
         for report in reports:
             for name in getattr(report, attr):
@@ -488,6 +504,10 @@ def _check_bad_values(reports: list[BlockReport]) -> None:
         count = sum(getattr(r, attr)[name] for r in where)
         rest = list(columns)[1:]
         others = f"; also in {', '.join(repr(c) for c in rest)}" if rest else ""
+        if attr == "bad_values":
+            fix = "replace them with finite numbers (or nulls)"
+        else:
+            fix = _missing_fix(name, label, weight, training)
         raise DataError(
             f"{where[0].source}: column '{name}' has {count} {what} value(s) "
             f"in {len(where)} partition(s){others}; {fix}"

@@ -20,7 +20,7 @@ from distributed import Client
 from fsspec.implementations.local import LocalFileSystem
 
 from lrdask import kernels, storage
-from lrdask.dataset import Piece, plan_dataset
+from lrdask.dataset import DatasetPlan, Piece, plan_dataset
 from lrdask.encoding import Encoding
 from lrdask.errors import DataError, OutputExistsError
 from lrdask.loading import BlockReport, check_reports, load_piece, summarize
@@ -33,7 +33,7 @@ log = logging.getLogger("lrdask")
 def write_predictions(
     client: Client,
     model,
-    data: str,
+    data: str | DatasetPlan,
     out_dir: str,
     keep: list[str] | None = None,
     storage_options: dict | None = None,
@@ -41,13 +41,19 @@ def write_predictions(
 ) -> int:
     """Score every row of ``data`` into ``out_dir``; returns the number of rows written."""
     keep = list(keep or [])
+    plan = (
+        data
+        if isinstance(data, DatasetPlan)
+        else plan_for_model(model, data, None, storage_options)
+    )
     fs, out_path = storage.filesystem(out_dir, storage_options)
+    _check_not_the_data(fs, out_path, plan.url, storage_options)
     if fs.exists(out_path) and fs.ls(out_path) and not overwrite:
         raise OutputExistsError(f"{out_dir} already exists; pass --overwrite to replace it")
     encoding = model.encoding_.reading(None)
-    plan = plan_for_model(model, data, None, storage_options)
-    _check_keep(plan.files[0].schema.names, keep, plan.files[0].path)
-    shared = share(client, encoding)
+    check_keep(plan, keep)
+    shared = share(client, encoding)  # one copy per worker, not one per task
+    shared_model = share(client, (np.asarray(model.coef_), model.intercept_))
     staging = f"{out_path.rstrip('/')}.staging-{uuid.uuid4().hex[:8]}"
     fs.makedirs(staging, exist_ok=True)
     try:
@@ -60,13 +66,12 @@ def write_predictions(
             staging=staging,
             encoding=shared,
             keep=tuple(keep),
-            coef=np.asarray(model.coef_),
-            intercept=model.intercept_,
+            model=shared_model,
             pure=False,
         )
         with cluster_errors("scoring", None):
             reports = client.gather(futures)
-        check_reports(reports, None)
+        check_reports(reports, None, training=False)
         summarize(reports, log, skipped="scored as null (a missing value)")
         _publish(fs, staging, out_path)
         fs.pipe_file(f"{out_path.rstrip('/')}/{SUCCESS_FILE}", b"")  # last: the files are there
@@ -85,10 +90,11 @@ def score_piece(
     staging: str,
     encoding: Encoding,
     keep: tuple[str, ...],
-    coef: np.ndarray,
-    intercept,
+    model: tuple,
 ) -> BlockReport:
-    """The per-partition task: load, score, write one output file."""
+    """The per-partition task: load, score, write one output file. ``model`` is
+    (coef, intercept)."""
+    coef, intercept = model
     block = load_piece(piece, fs, encoding, "float64", keep, drop_incomplete=False)
     if block.report.bad_values or block.report.missing_values:
         return block.report
@@ -168,12 +174,32 @@ def plan_for_model(model, data: str, label, storage_options):
         raise DataError(f"DATA does not fit the model: {exc}") from None
 
 
-def _check_keep(names: list[str], keep: list[str], path: str) -> None:
+def check_keep(plan: DatasetPlan, keep: list[str]) -> None:
+    """--keep columns exist once in the data and do not clash with the outputs."""
+    names, path = plan.files[0].schema.names, plan.files[0].path
     for name in keep:
+        if keep.count(name) > 1:
+            raise DataError(f"--keep names column '{name}' twice; name it once")
+        if names.count(name) > 1:
+            raise DataError(f"{path}: --keep column '{name}' appears {names.count(name)} times")
         if name not in names:
             raise DataError(f"{path}: --keep column '{name}' not found")
         if name in ("probability", "prediction") or name.startswith("probability_"):
             raise DataError(f"--keep column '{name}' clashes with an output column")
+
+
+def _check_not_the_data(fs, out_path: str, data: str, storage_options) -> None:
+    """OUT_DIR must not be DATA, hold it or sit inside it: --overwrite would replace the
+    input with its own predictions."""
+    data_fs, data_path = storage.filesystem(data, storage_options)
+    if type(data_fs) is not type(fs):
+        return
+    out, src = out_path.rstrip("/"), data_path.rstrip("/")
+    if out == src or src.startswith(out + "/") or out.startswith(src + "/"):
+        raise OutputExistsError(
+            f"--out {out_path} is, holds or sits inside DATA {data}; write predictions "
+            "somewhere else"
+        )
 
 
 def _publish(fs, staging: str, out_path: str) -> None:
