@@ -25,7 +25,6 @@ def sklearn_solution(X, y, l2=0.0, l1=0.0, sample_weight=None, class_weight=None
             l1_ratio=1.0,
             solver="saga",
             tol=1e-13,
-            gtol=1e-10,
             max_iter=200_000,
         )
     else:
