@@ -10,7 +10,6 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
@@ -19,15 +18,14 @@ from distributed import Client, default_client
 from lrdask import artifact
 from lrdask.checkpoint import Checkpoints, run_identity
 from lrdask.cluster import connect
-from lrdask.dataset import DatasetPlan, _choose_features, plan_dataset
+from lrdask.dataset import DatasetPlan, plan_dataset
 from lrdask.diagnostics import column_report, separated
 from lrdask.encoding import MISSING_POLICIES, Encoding, ProfileRequest, learn
 from lrdask.errors import ConfigError, DataError, NotConvergedError
 from lrdask.kernels import linear_predictor, log_loss_sums, moment_sums, newton_sums
-from lrdask.loading import block_from_table, check_reports, summarize
+from lrdask.loading import check_reports, summarize
 from lrdask.objective import Layout, Objective, Scaling
 from lrdask.predict import class_probabilities
-from lrdask.scheduling import PersistedBlocks, StreamedPieces, persist_plan, profile_plan
 from lrdask.solvers import (
     CONVERGED,
     DIVERGED,
@@ -42,7 +40,8 @@ from lrdask.solvers import (
     lbfgs,
     newton,
 )
-from lrdask.sums import MomentSums, merge_all
+from lrdask.sources import lazy_probabilities, training_source
+from lrdask.sums import MomentSums
 from lrdask.validation import ValidationMonitor
 
 log = logging.getLogger("lrdask")
@@ -217,7 +216,7 @@ class LogisticRegression:
         self._validate_params()
         started = time.time()
         self.validation_metrics_ = None
-        source = _training_source(
+        source = training_source(
             data, label, features, exclude, storage_options, self.weight_col, self.categorical
         )
         init_model = self._init_model(storage_options)
@@ -585,7 +584,7 @@ class LogisticRegression:
         self._check_fitted()
         if isinstance(data, np.ndarray):
             return class_probabilities(self._check_width(data), self.coef_, self.intercept_)
-        return _lazy_probabilities(self, data)
+        return lazy_probabilities(self, data)
 
     def predict(self, data):
         """Class labels (values of ``classes_``): binomial the positive class when its
@@ -703,205 +702,7 @@ def _client_or_local(client: Client | None) -> Iterator[Client]:
         yield local
 
 
-@dataclass
-class _TrainingSource:
-    """Training data before it is loaded: its features, identity, how to profile and
-    how to persist it."""
-
-    features: list[str]
-    categorical: list[str]
-    description: str
-    data_items: list
-    profile: Callable[..., object]
-    persist: Callable[..., PersistedBlocks | StreamedPieces]
-    label: str
-
-
-def _training_source(
-    data, label, features, exclude, storage_options, weight, categorical=None
-) -> _TrainingSource:
-    if isinstance(data, (str, bytes)) or hasattr(data, "__fspath__"):
-        url = str(data.__fspath__() if hasattr(data, "__fspath__") else data)
-        data = plan_dataset(
-            url,
-            label,
-            features,
-            exclude,
-            storage_options,
-            weight=weight,
-            categorical=categorical,
-        )
-    if isinstance(data, DatasetPlan):
-        plan = data
-        if plan.weight != weight:
-            raise ConfigError(f"the data plan has weight column {plan.weight!r}, not {weight!r}")
-        return _TrainingSource(
-            plan.features,
-            plan.categorical,
-            plan.url,
-            plan.fingerprint_items(),
-            lambda client, request, timeout: profile_plan(client, plan, request, timeout),
-            lambda client, encoding, dtype, timeout, cache: persist_plan(
-                client, plan, encoding, dtype, timeout, cache
-            ),
-            label,
-        )
-    if _is_dask_frame(data):
-        import dask.base
-
-        frame, dropped = data, [*(exclude or []), *([weight] if weight else [])]
-        schema = _frame_schema(frame)
-        chosen, cats = _choose_features(
-            schema, "the DataFrame", label, features, dropped, categorical
-        )
-        columns = list(dict.fromkeys([*chosen, label, *([weight] if weight else [])]))
-        return _TrainingSource(
-            chosen,
-            cats,
-            "dask DataFrame",
-            [dask.base.tokenize(frame)],
-            lambda client, request, timeout: _profile_frame(client, frame[columns], request),
-            lambda client, encoding, dtype, timeout, cache: _persist_frame(
-                client, frame[columns], encoding, dtype, timeout
-            ),
-            label,
-        )
-    raise DataError(
-        f"fit() takes a Parquet path/URL or a dask DataFrame, not {type(data).__name__}"
-    )
-
-
 def _both(*callbacks):
     """One callback that calls each of the given ones that is not None."""
     active = [c for c in callbacks if c is not None]
     return lambda info: [c(info) for c in active]
-
-
-def _frame_schema(frame):
-    """The Arrow schema of a dask DataFrame's partitions (pandas nullable and pyarrow-backed
-    dtypes included), so that it is checked by the same rules as a Parquet file's."""
-    import pyarrow as pa
-
-    try:
-        return pa.Schema.from_pandas(frame._meta, preserve_index=False)
-    except (pa.ArrowException, TypeError, ValueError) as exc:
-        raise DataError(f"the DataFrame's columns cannot be read as Arrow ({exc})") from None
-
-
-def _as_table(part):
-    """A pandas partition as an Arrow table (what the loader reads)."""
-    import pyarrow as pa
-
-    try:
-        return pa.Table.from_pandas(part, preserve_index=False)
-    except (pa.ArrowException, TypeError, ValueError) as exc:
-        raise DataError(f"a DataFrame partition cannot be read as Arrow ({exc})") from None
-
-
-def _profile_frame(client, frame, request):
-    import dask
-
-    from lrdask.encoding import profile_table
-
-    parts = [
-        dask.delayed(lambda p, r: profile_table(_as_table(p), r))(part, request)
-        for part in frame.to_delayed()
-    ]
-    return merge_all(client.gather(client.compute(parts)))
-
-
-def _persist_frame(client, frame, encoding, dtype, timeout) -> PersistedBlocks:
-    import dask
-
-    tasks = [
-        dask.delayed(_frame_block)(part, encoding, f"partition {i}", dtype)
-        for i, part in enumerate(frame.to_delayed())
-    ]
-    return PersistedBlocks(client, client.compute(tasks), timeout)
-
-
-def _frame_block(part, encoding, source, dtype):
-    return block_from_table(_as_table(part), encoding, source, dtype)
-
-
-def _is_pandas_frame(data) -> bool:
-    import pandas as pd
-
-    return isinstance(data, pd.DataFrame)
-
-
-def _is_dask_frame(data) -> bool:
-    try:
-        import dask.dataframe as dd
-    except ImportError:  # pragma: no cover - dask[dataframe] is a dependency
-        return False
-    return isinstance(data, dd.DataFrame)
-
-
-def _lazy_probabilities(model, data):
-    """predict_proba for a Parquet path or a dask DataFrame: a dask array, one chunk per
-    piece (partition), read and encoded as in training."""
-    import dask
-    import dask.array as da
-
-    from lrdask.loading import load_piece
-    from lrdask.predict import block_probabilities
-
-    encoding = model.encoding_.reading(None)
-    width = len(model.classes_)
-    coef, intercept = np.asarray(model.coef_), model.intercept_
-    if _is_pandas_frame(data):  # in memory already: NumPy out
-        missing = [c for c in encoding.input_columns if c not in data.columns]
-        if missing:
-            raise DataError(f"the DataFrame lacks the model's column(s) {missing}")
-        table = _as_table(data[encoding.input_columns])
-        block = block_from_table(table, encoding, "DataFrame", drop_incomplete=False)
-        check_reports([block.report], None, training=False)
-        return block_probabilities(block, coef, intercept)
-    if _is_dask_frame(data):
-        frame = (
-            data[encoding.input_columns]
-            if set(encoding.input_columns) <= set(data.columns)
-            else None
-        )
-        if frame is None:
-            missing = [c for c in encoding.input_columns if c not in data.columns]
-            raise DataError(f"the DataFrame lacks the model's column(s) {missing}")
-        lengths = frame.map_partitions(len).compute()
-        parts = [
-            dask.delayed(
-                lambda p: block_probabilities(
-                    block_from_table(_as_table(p), encoding, "partition", drop_incomplete=False),
-                    coef,
-                    intercept,
-                )
-            )(part)
-            for part in frame.to_delayed()
-        ]
-    elif isinstance(data, (str, bytes)) or hasattr(data, "__fspath__"):
-        url = str(data.__fspath__() if hasattr(data, "__fspath__") else data)
-        plan = plan_dataset(
-            url,
-            None,
-            encoding.input_columns,
-            categorical=[c.name for c in encoding.categorical],
-        )
-        lengths = [piece.num_rows for piece in plan.pieces]
-        parts = [
-            dask.delayed(
-                lambda piece: block_probabilities(
-                    load_piece(piece, plan.fs, encoding, drop_incomplete=False), coef, intercept
-                )
-            )(piece)
-            for piece in plan.pieces
-        ]
-    else:
-        raise DataError(
-            "predict takes a NumPy array, a pandas or dask DataFrame or a Parquet path, "
-            f"not {type(data).__name__}"
-        )
-    arrays = [
-        da.from_delayed(part, shape=(int(n), width), dtype=np.float64)
-        for part, n in zip(parts, lengths, strict=True)
-    ]
-    return da.concatenate(arrays) if arrays else da.zeros((0, width))
