@@ -168,7 +168,7 @@ def cluster_options(func):
 @click.option(
     "--tol",
     type=float,
-    default=1e-6,
+    default=1e-8,
     show_default=True,
     help="Stop when the objective improves by at most this much in one iteration; unless "
     "--gtol holds too, the run is 'stalled', not converged (0 turns this rule off).",

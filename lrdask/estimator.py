@@ -143,7 +143,7 @@ class LogisticRegression:
         self,
         alpha: float = 0.1,
         max_iter: int = 1000,
-        tol: float = 1e-6,
+        tol: float = 1e-8,
         dtype: str = "float64",
         solver: str = "gd",
         l2: float = 0.0,

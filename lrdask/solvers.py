@@ -45,7 +45,7 @@ CONVERGED, STALLED, MAX_ITER, DIVERGED = "converged", "stalled", "max_iter", "di
 class StopRule:
     """When a solver stops: see the module docstring."""
 
-    tol: float = 1e-6
+    tol: float = 1e-8
     gtol: float = 1e-4
 
 

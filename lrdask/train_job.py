@@ -35,7 +35,7 @@ class TrainConfig:
     exclude: list[str] | None = None
     alpha: float = 0.1
     max_iter: int = 1000
-    tol: float = 1e-6
+    tol: float = 1e-8
     gtol: float = 1e-4
     dtype: str = "float64"
     solver: str = "gd"
