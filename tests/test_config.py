@@ -69,6 +69,10 @@ def test_example_job_runs_with_run_specific_outputs(tmp_path):
         "RUN_DATE=2026-11-26",
         "--max-iter",
         40,
+        "--tol",
+        0,
+        "--gtol",
+        0,
         "--workers",
         1,
         env=env,
@@ -79,7 +83,7 @@ def test_example_job_runs_with_run_specific_outputs(tmp_path):
     assert (run / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     model = json.loads((run / "model.json").read_text())
     metrics = json.loads((run / "metrics.json").read_text())
-    assert model["options"]["alpha"] == 0.5  # from the file
+    assert model["options"]["alpha"] == 1.0  # from the file
     assert model["training"]["n_iter"] == metrics["iterations"] == 40  # flag beats the file
     assert metrics["params"]["RUN_DATE"] == "2026-11-26"
     assert metrics["final_cost"] == model["training"]["loss_history"][-1]
