@@ -82,10 +82,6 @@ class DatasetPlan:
     def num_rows(self) -> int:
         return sum(p.num_rows for p in self.pieces)
 
-    @property
-    def partition_keys(self) -> list[str]:
-        return [key for key, _ in self.files[0].partition]
-
     def directory_summary(self) -> list[tuple[str, int, int]]:
         """(top-level directory, files, rows) under the data set's root, sorted: what the
         log shows so that a missing day is seen."""
@@ -138,7 +134,14 @@ def plan_dataset(
     keys = [key for key, _ in reference.partition]
     if features is None:  # partition keys are columns, but features only when named
         named = categorical if isinstance(categorical, (list, tuple)) else []
-        exclude = [*(exclude or []), *(k for k in keys if k not in [*(exclude or []), *named])]
+        left_out = [k for k in keys if k not in [*(exclude or []), *named]]
+        if left_out:
+            log.info(
+                "partition keys %s are columns, not features unless named in --features, "
+                "--categorical or --weight-col",
+                ", ".join(left_out),
+            )
+        exclude = [*(exclude or []), *left_out]
         _check_same_columns(files, [label, weight, *exclude])
     wanted = [*(features or []), *([label] if label else []), *([weight] if weight else [])]
     for name in reference.schema.names:

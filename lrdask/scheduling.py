@@ -55,6 +55,7 @@ class PersistedBlocks:
         self.client = client
         self.timeout = timeout
         self.futures = list(futures)
+        self.shared: list[Future] = []  # data the blocks were made from (``share``)
         self._groups: list[tuple[str, list[Future]]] = []
         self._assignment: dict[str, list[str]] = {}  # worker -> block keys, for Client.run
         self._grouped_at = -np.inf
@@ -140,7 +141,7 @@ class PersistedBlocks:
         return merge_tree(self.client, level, self.timeout)
 
     def release(self) -> None:
-        for future in [*self.futures, *getattr(self, "shared", [])]:
+        for future in [*self.futures, *self.shared]:
             future.release()
         self.futures = []
         self.shared = []
@@ -232,6 +233,7 @@ class StreamedPieces:
         self.load = load
         self.args = list(args)
         self.timeout = timeout
+        self.shared: list[Future] = []  # data every pass reads with (``share``)
 
     def reports(self) -> list[BlockReport]:
         """One validating read of every piece (the load pass of the cached mode)."""
@@ -251,7 +253,7 @@ class StreamedPieces:
 
     def release(self) -> None:
         """Nothing is held between passes but the shared encoding."""
-        for future in getattr(self, "shared", []):
+        for future in self.shared:
             future.release()
         self.shared = []
 

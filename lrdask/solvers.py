@@ -57,7 +57,6 @@ class SolverState:
     n_iter: int = 0
     loss_history: list[float] = field(default_factory=list)
     grad_norm: float = float("nan")
-    converged: bool = False
     grad_max: float = float("nan")  # max |∇F| (or the L1 prox measure) at params
     status: str = ""  # "", CONVERGED, STALLED, MAX_ITER or DIVERGED
     cost_increased_at: int | None = None
@@ -66,6 +65,11 @@ class SolverState:
     momentum: float = 1.0  # agd: FISTA's t_k
     validation_history: list[list[float]] = field(default_factory=list)  # [iteration, cost]
     stop_reason: str = ""
+
+    @property
+    def converged(self) -> bool:
+        """The gradient test held at ``params`` (derived from ``status``)."""
+        return self.status == CONVERGED
 
     @classmethod
     def initial(cls, n_params: int) -> SolverState:
@@ -202,7 +206,7 @@ def _finish(state: SolverState) -> SolverState:
     objective ended above where it started."""
     history = state.loss_history
     if state.status != CONVERGED and len(history) > 1 and history[-1] > history[0]:
-        state.status, state.converged = DIVERGED, False
+        state.status = DIVERGED
     elif not state.status:
         state.status = MAX_ITER
     return state
@@ -233,9 +237,9 @@ def _extrapolate(x, x_new, y, momentum):
 def _note_progress(state: SolverState, rule: StopRule, note_rise: bool = True) -> None:
     """Mark convergence (max |∇F| ≤ gtol) or a stall (0 ≤ F_{k−1} − F_k ≤ tol without it),
     and remember the first rise in cost."""
-    state.status, state.converged = "", False
+    state.status = ""
     if state.grad_max <= rule.gtol:
-        state.status, state.converged = CONVERGED, True
+        state.status = CONVERGED
         return
     history = state.loss_history
     if len(history) < 2:
@@ -314,9 +318,9 @@ def lbfgs(
     state.grad_max = l1.optimality_max(state.params, last["grad"])
     if state.loss_history[-1] != float(result.fun):
         state.loss_history.append(float(result.fun))
-    state.status, state.converged = "", False
+    state.status = ""
     if state.grad_max <= rule.gtol:
-        state.status, state.converged = CONVERGED, True
+        state.status = CONVERGED
     elif state.n_iter < max_iter:
         state.status = STALLED  # scipy's ftol, or its line search could not improve
     return _finish(state)

@@ -206,19 +206,13 @@ def _check_writable(out: str, storage_options: dict) -> None:
 
 def log_directories(plan) -> None:
     """Each top-level directory of the data set with its files and rows (a missing day
-    shows), and the Hive partition keys found."""
+    shows)."""
     summary = plan.directory_summary()
     if len(summary) > 1 or summary[0][0] != ".":
         for name, files, rows in summary[:50]:
             log.info("  %s: %d file(s), %d rows", name, files, rows)
         if len(summary) > 50:
             log.info("  … and %d more directories", len(summary) - 50)
-    if plan.partition_keys:
-        log.info(
-            "partition keys %s are columns (not features unless named in --features, "
-            "--categorical or --weight-col)",
-            ", ".join(plan.partition_keys),
-        )
 
 
 def log_cluster(client, scheduler: str | None) -> None:
