@@ -23,8 +23,15 @@ from lrdask.diagnostics import column_report, separated
 from lrdask.encoding import MISSING_POLICIES, Encoding, ProfileRequest, learn
 from lrdask.errors import ConfigError, DataError, NotConvergedError
 from lrdask.kernels import linear_predictor, log_loss_sums, moment_sums, newton_sums
-from lrdask.loading import check_reports, summarize
-from lrdask.objective import Layout, Objective, Scaling
+from lrdask.loading import check_reports, class_totals, summarize
+from lrdask.objective import (
+    ORIGINAL,
+    PRECONDITIONED,
+    STANDARDIZED,
+    Layout,
+    Objective,
+    Scaling,
+)
 from lrdask.predict import class_probabilities
 from lrdask.solvers import (
     CONVERGED,
@@ -32,7 +39,6 @@ from lrdask.solvers import (
     NEWTON_MAX_FEATURES,
     STALLED,
     IterationInfo,
-    L1Penalty,
     SolverState,
     StopRule,
     StopTraining,
@@ -249,7 +255,10 @@ class LogisticRegression:
                 if self.column_report_:
                     log.warning("%s", self.column_report_.message())
                 objective = self._objective(blocks, encoding, counts)
-                state = self._start(objective, init, checkpoints)
+                totals = class_totals(reports)
+                if self.class_weights_ is not None:
+                    totals = [t * w for t, w in zip(totals, self.class_weights_, strict=True)]
+                state = self._start(objective, init, checkpoints, totals)
                 monitor = None
                 if validation is not None:
                     monitor = self._monitor(validation, encoding, objective)
@@ -324,17 +333,26 @@ class LogisticRegression:
         multinomial = encoding.family == "multinomial"
         layout = Layout(encoding.n_features, len(counts) if multinomial else 1)
         kernel = self._kernel(counts, encoding.family)
-        scaling = None
-        if self.standardize:
-            moments = blocks.partial_sums(None, None, kernel=moment_sums)
-            ddof = 1 if self.standardize_variance == "sample" else 0
-            scaling = Scaling.from_moments(_with_category_slots(moments, encoding), ddof)
-        self.scaling_ = scaling
+        # one moments pass: the standardization, the preconditioner and the gtol measure
+        moments = blocks.partial_sums(None, None, kernel=moment_sums)
+        ddof = 1 if self.standardize and self.standardize_variance == "sample" else 0
+        scaling = Scaling.from_moments(_with_category_slots(moments, encoding), ddof)
+        self.scaling_ = scaling if self.standardize else None
 
         def run_pass(coef, intercept):
             return blocks.partial_sums(coef, intercept, kernel=kernel).mean()
 
-        return Objective(run_pass, layout, scaling, self.l2)
+        return Objective(run_pass, layout, scaling, self.l2, self._coordinates())
+
+    def _coordinates(self) -> str:
+        """Where the solver works: standardized features with ``standardize``; else every
+        solver but plain gd in preconditioned coordinates (Spark's L-BFGS does the same),
+        plain gd (the lecture's update) on the original coefficients."""
+        if self.standardize:
+            return STANDARDIZED
+        if self.solver == "gd" and not self.line_search:
+            return ORIGINAL
+        return PRECONDITIONED
 
     def _kernel(self, counts: list[int], family: str):
         weights = None
@@ -349,11 +367,21 @@ class LogisticRegression:
             kernel = newton_sums if self.solver == "newton" else log_loss_sums
         return kernel if weights is None else functools.partial(kernel, class_weight=weights)
 
-    def _start(self, objective: Objective, init, checkpoints) -> SolverState:
-        """A matching checkpoint, else the init model, else θ = 0."""
+    def _start(self, objective: Objective, init, checkpoints, class_totals) -> SolverState:
+        """A matching checkpoint, else the init model, else θ = 0 — for a preconditioned
+        solver with the intercepts at the log-odds of the (weighted) class totals, as
+        Spark starts its L-BFGS."""
         state = checkpoints.resume() if checkpoints else None
         if state is not None and len(state.params) == objective.layout.size:
             return state
+        if init is None and objective.coordinates == PRECONDITIONED and min(class_totals) > 0:
+            log_totals = np.log(np.asarray(class_totals, dtype=np.float64))
+            if objective.layout.outputs == 1:
+                intercept = float(log_totals[1] - log_totals[0])
+            else:
+                intercept = log_totals - log_totals.mean()
+            coef = np.zeros(objective.layout.coef_shape)
+            return SolverState(objective.from_model(coef, intercept))
         if init is None:
             return SolverState.initial(objective.layout.size)
         coef, intercept = init
@@ -365,13 +393,16 @@ class LogisticRegression:
         return SolverState(objective.from_model(coef, intercept))
 
     def _solve(self, objective: Objective, state: SolverState, callback) -> SolverState:
-        l1 = L1Penalty(self.l1, objective.penalized)
+        l1 = objective.l1_penalty(self.l1)
+        measure = objective.measure(self.l1)
         rule = StopRule(self.tol, self.gtol)
         try:
             if self.solver == "newton":
                 return newton(objective, state, self.max_iter, rule, callback)
             if self.solver == "lbfgs":
-                return lbfgs(objective, state, self.max_iter, rule, callback, l1=l1)
+                return lbfgs(
+                    objective, state, self.max_iter, rule, callback, l1=l1, measure=measure
+                )
             return gradient_descent(
                 objective,
                 state,
@@ -382,6 +413,7 @@ class LogisticRegression:
                 l1=l1,
                 line_search=self.line_search,
                 accelerate=self.solver == "agd",
+                measure=measure,
             )
         except StopTraining as stop:
             state.stop_reason = str(stop)
@@ -461,6 +493,7 @@ class LogisticRegression:
             "class_weight": self.class_weight,
             "standardize": self.standardize,
             "standardize_variance": self.standardize_variance,
+            "coordinates": self._coordinates(),
             "family": self.family,
             "categorical": self.categorical
             if self.categorical in (None, "auto")
@@ -551,10 +584,21 @@ class LogisticRegression:
         if state.status == CONVERGED:
             return f"converged: max |gradient| = {g:.3g} ≤ gtol={self.gtol:g}"
         if state.status == STALLED:
+            if self._coordinates() == ORIGINAL:
+                hint = (
+                    "the steps are too small for the scales of the features: pass "
+                    "--line-search or --standardize, or use --solver lbfgs/newton"
+                )
+            elif self.tol > 0:
+                hint = "lower --tol (0 turns this rule off), or use --solver newton"
+            else:
+                hint = (
+                    "the objective stopped changing within its rounding, so this solver "
+                    "cannot verify a smaller gradient here: raise --gtol or use --solver newton"
+                )
             return (
                 f"stalled: the objective changed by at most tol={self.tol:g} but max "
-                f"|gradient| = {g:.3g} > gtol={self.gtol:g}; scale the features with "
-                "--standardize or use --solver lbfgs/newton (or more --max-iter)"
+                f"|gradient| = {g:.3g} > gtol={self.gtol:g}; {hint}"
             )
         if state.status == DIVERGED:
             return (

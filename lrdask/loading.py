@@ -446,6 +446,11 @@ def _class_counts(reports: list[BlockReport]) -> list[int]:
     return total.tolist()
 
 
+def class_totals(reports: list[BlockReport]) -> list[float]:
+    """The total weight of each class (its row count without a weight column)."""
+    return _class_weight_sums(reports) or [float(n) for n in _class_counts(reports)]
+
+
 def _class_weight_sums(reports: list[BlockReport]) -> list[float]:
     sums = [r.class_weight_sums for r in reports if r.class_weight_sums]
     if not sums:

@@ -5,11 +5,26 @@ partitions, then add the regularization on the driver. Here, in order:
 
 - ``Layout``: θ is flat (coefficients, then intercepts); it is cut into the model's
   ``coef`` (features,) or (features, K) and ``intercept`` (a float, or K of them).
-- ``Scaling`` (``standardize``): the solver works on standardized features
-  (x − μ)/σ without the data ever being rescaled: the pass runs at the equivalent
-  original-scale point and the gradient is mapped back by the chain rule. Constant
-  columns (σ = 0) keep a zero coefficient instead of dividing by zero.
-- L2: (λ/2)·‖coef‖² in the solver's space; intercepts are never penalized.
+- ``Scaling``: the solver works on standardized features (x − μ)/σ without the data
+  ever being rescaled: the pass runs at the equivalent original-scale point and the
+  gradient is mapped back by the chain rule. Constant columns (σ = 0) keep a zero
+  coefficient instead of dividing by zero. It serves two purposes:
+
+  * ``STANDARDIZED`` (``standardize=True``): the *problem* is posed on the
+    standardized features — the L2/L1 penalty is on that scale, as in Spark with
+    ``standardization=true``;
+  * ``PRECONDITIONED``: the problem stays on the original features (penalty on the
+    original coefficients) and only the solver's coordinates change, as Spark's L-BFGS
+    does with ``standardization=false``: a diagonal-plus-centering change of variables
+    that makes badly scaled columns (income in dollars next to a 0/1 flag) as easy as
+    standardized ones;
+  * ``ORIGINAL`` (plain gd, the lecture's update): the solver works on the original
+    coefficients; the scaling serves only the stationarity measure.
+
+  Whatever the coordinates, ``gtol`` is tested on the same measure: the gradient with
+  respect to the coefficients of the standardized columns and the intercept(s), so the
+  test does not depend on the units of the columns (income in dollars or in thousands).
+- L2: (λ/2)·‖coef‖² on the problem's coefficients; intercepts are never penalized.
 """
 
 from __future__ import annotations
@@ -19,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lrdask.solvers import L1Penalty, Measure
 from lrdask.sums import MomentSums
 
 # run_pass(coef, intercept) -> (J, dJ/dcoef, dJ/dintercept[, Hessian]), averaged
@@ -90,6 +106,28 @@ class Scaling:
         )
         return np.where(self._column(self.constant, grad_coef), 0.0, scaled), grad_intercept
 
+    def gradient_to_original(self, grad_coef, grad_intercept):
+        """The inverse of ``gradient_to_scaled``: dJ/dcoef = σ·dJ/dcoef_s + μ ⊗ dJ/db
+        (for a constant column, its value times dJ/db: its true gradient)."""
+        scale = self._column(self.scale, grad_coef)
+        return grad_coef * scale + np.multiply.outer(self.mean, grad_intercept), grad_intercept
+
+    def with_ridge(self, l2: float) -> Scaling:
+        """The preconditioner for an L2 strength λ on the original coefficients: scales
+        √(σ² + 4λ), so that the diagonal of the Hessian at the start (p = ½:
+        σ²/4 + λ per coefficient) is ¼ in every coordinate — Jacobi's preconditioner; with
+        σ alone, a column of small σ would make the penalty term λ/σ² dominate."""
+        if not l2:
+            return self
+        scale = np.where(self.constant, 1.0, np.sqrt(self.scale**2 + 4.0 * l2))
+        return Scaling(self.mean, scale, self.constant)
+
+    def coefficient_scales(self, outputs: int) -> np.ndarray:
+        """1/σ per entry of the flat θ (coefficients, then ``outputs`` intercepts, whose
+        entries are 1): |coef| = |coef_s|/σ, so an L1 strength λ₁ on the original
+        coefficients is λ₁/σ on the solver's."""
+        return np.concatenate([np.repeat(1.0 / self.scale, outputs), np.ones(outputs)])
+
     def hessian_to_scaled(self, hessian: np.ndarray) -> np.ndarray:
         """Tᵀ·H·T for the binomial θ = T·θ_s; constant columns get an identity row."""
         f = len(self.mean)
@@ -104,10 +142,15 @@ class Scaling:
         return scaled
 
 
-class Objective:
-    """θ (the solver's space) → (J + (λ/2)‖coef‖², gradient[, Hessian]); one pass per call.
+STANDARDIZED, PRECONDITIONED, ORIGINAL = "standardized", "preconditioned", "original"
 
-    ``passes`` counts the distributed passes made so far.
+
+class Objective:
+    """θ (the solver's space) → (F, ∇F[, ∇²F]) with F = J + (λ/2)‖coef‖²; one pass per call.
+
+    ``coordinates`` says what ``scaling`` does (see the module docstring); without a
+    scaling everything is ``ORIGINAL`` and ``gtol`` measures the raw gradient. ``passes``
+    counts the distributed passes made so far.
     """
 
     def __init__(
@@ -116,10 +159,20 @@ class Objective:
         layout: Layout,
         scaling: Scaling | None = None,
         l2: float = 0.0,
+        coordinates: str = STANDARDIZED,
     ):
+        if coordinates not in (STANDARDIZED, PRECONDITIONED, ORIGINAL):
+            raise ValueError(f"unknown coordinates {coordinates!r}")
         self.run_pass = run_pass
         self.layout = layout
         self.scaling = scaling
+        self.coordinates = coordinates if scaling is not None else ORIGINAL
+        # the change of variables between the solver's θ and the model
+        self._solver_scaling = {
+            STANDARDIZED: scaling,
+            PRECONDITIONED: scaling.with_ridge(l2) if scaling is not None else None,
+            ORIGINAL: None,
+        }[self.coordinates]
         self.l2 = l2
         self.penalized = layout.penalized()
         self.passes = 0
@@ -127,30 +180,65 @@ class Objective:
     def to_model(self, theta: np.ndarray):
         """θ → (coef, intercept) on the original feature scale."""
         coef, intercept = self.layout.split(theta)
-        if self.scaling is not None:
-            coef, intercept = self.scaling.to_original(coef, intercept)
+        if self._solver_scaling is not None:
+            coef, intercept = self._solver_scaling.to_original(coef, intercept)
         return np.array(coef, dtype=np.float64), _intercept(intercept)
 
     def from_model(self, coef, intercept) -> np.ndarray:
         """(coef, intercept) on the original scale → θ (a warm start)."""
-        if self.scaling is not None:
-            coef, intercept = self.scaling.to_scaled(coef, intercept)
+        if self._solver_scaling is not None:
+            coef, intercept = self._solver_scaling.to_scaled(coef, intercept)
         return self.layout.join(coef, intercept)
 
     def __call__(self, theta: np.ndarray) -> tuple:
         coef, intercept = self.to_model(theta)
         cost, grad_coef, grad_intercept, *hessian = self.run_pass(coef, intercept)
         self.passes += 1
-        if self.scaling is not None:
-            grad_coef, grad_intercept = self.scaling.gradient_to_scaled(grad_coef, grad_intercept)
-            hessian = [self.scaling.hessian_to_scaled(h) for h in hessian]
+        on_original = self.coordinates != STANDARDIZED
+        if on_original and self.l2:  # the penalty of the problem on the original scale
+            cost = cost + 0.5 * self.l2 * float(np.ravel(coef) @ np.ravel(coef))
+            grad_coef = grad_coef + self.l2 * coef
+            hessian = [_ridged(h, self.penalized, self.l2) for h in hessian]
+        if self._solver_scaling is not None:
+            scaling = self._solver_scaling
+            grad_coef, grad_intercept = scaling.gradient_to_scaled(grad_coef, grad_intercept)
+            hessian = [scaling.hessian_to_scaled(h) for h in hessian]
         grad = self.layout.join(grad_coef, grad_intercept)
-        if self.l2:
+        if not on_original and self.l2:
             mask = self.penalized
             cost = cost + 0.5 * self.l2 * float(theta[mask] @ theta[mask])
             grad[mask] += self.l2 * theta[mask]
             hessian = [_ridged(h, mask, self.l2) for h in hessian]
         return (cost, grad, *hessian)
+
+    def l1_penalty(self, strength: float) -> L1Penalty:
+        """λ₁·‖coef‖₁ of the problem, written in the solver's coordinates."""
+        scales = None
+        if self.coordinates == PRECONDITIONED and strength:
+            scales = self._solver_scaling.coefficient_scales(self.layout.outputs)
+        return L1Penalty(strength, self.penalized, scales)
+
+    def measure(self, l1_strength: float) -> Measure:
+        """The stationarity measure ``gtol`` bounds: the proximal-gradient residual in
+        the standardized coordinates (the gradient itself without L1). A solver working on
+        other coordinates has its point and gradient mapped there first."""
+        if self.coordinates == STANDARDIZED or self.scaling is None:
+            return self.l1_penalty(l1_strength).measure
+        scaling, layout, solver_scaling = self.scaling, self.layout, self._solver_scaling
+        scales = scaling.coefficient_scales(layout.outputs) if l1_strength else None
+        penalty = L1Penalty(l1_strength, self.penalized, scales)
+
+        def standardized(theta: np.ndarray, grad: np.ndarray) -> tuple[float, float]:
+            grad_coef, grad_intercept = layout.split(grad)
+            if solver_scaling is not None:
+                grad_coef, grad_intercept = solver_scaling.gradient_to_original(
+                    grad_coef, grad_intercept
+                )
+            grad_s = layout.join(*scaling.gradient_to_scaled(grad_coef, grad_intercept))
+            point = layout.join(*scaling.to_scaled(*self.to_model(theta)))
+            return penalty.measure(point, grad_s)
+
+        return standardized
 
 
 def _ridged(hessian: np.ndarray, mask: np.ndarray, l2: float) -> np.ndarray:

@@ -10,17 +10,20 @@ Stopping means the same for every solver (``StopRule``):
 
 - ``gtol`` (stationarity): the run has *converged* when max_i |∇F(θ)_i| ≤ gtol, the
   largest absolute component of the gradient of the objective F (mean log loss plus
-  penalties) in the solver's coordinates; with an L1 term, the proximal-gradient measure
-  max_i |θ − prox(θ − ∇f)|_i, which is 0 exactly at the optimum. scikit-learn's lbfgs
-  (``tol``, default 1e-4, on the same mean-loss scale) and H2O's ``gradient_epsilon``
-  (1e-6 unpenalized, 1e-4 penalized) are the anchors.
+  penalties); with an L1 term, the proximal-gradient measure max_i |θ − prox(θ − ∇f)|_i,
+  which is 0 exactly at the optimum. The solver gets the measure as ``measure`` (by
+  default the one of its own coordinates; the estimator passes the one on standardized
+  coordinates, ``objective.Objective.measure``). scikit-learn's lbfgs (``tol``, default
+  1e-4, on the same mean-loss scale) and H2O's ``gradient_epsilon`` (1e-6 unpenalized,
+  1e-4 penalized, on standardized data by default) are the anchors.
 - ``tol`` (progress): when the objective improved by at most ``tol`` from one iterate to
   the next (0 ≤ F_{k−1} − F_k ≤ tol) but the gradient test fails, the run has *stalled*: a
   small step gains little far from the optimum too. L-BFGS uses scipy's relative form,
   (F_{k−1} − F_k) / max(|F_{k−1}|, |F_k|, 1) ≤ tol, the same rule whenever F ≤ 1.
   ``tol = 0`` turns this rule off.
 - ``max_iter``: the run stopped at the iteration limit.
-- *diverged*: the final objective is above the starting one (a step α too large).
+- *diverged*: the final objective is above the starting one, or not finite (a step α
+  too large); a non-finite objective or gradient ends the run at once.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ import numpy as np
 # evaluate(θ) -> (J, ∇J) or, for Newton, (J, ∇J, ∇²J)
 Evaluate = Callable[[np.ndarray], tuple]
 Callback = Callable[["IterationInfo"], None]
+# measure(θ, ∇J) -> (a norm, the max |component|) of the stationarity residual that
+# ``gtol`` bounds; by default the L1 penalty's ``measure`` (the gradient itself without L1)
+Measure = Callable[[np.ndarray, np.ndarray], tuple[float, float]]
 
 NEWTON_MAX_FEATURES = 2000
 
@@ -93,22 +99,32 @@ class StopTraining(Exception):
 
 @dataclass(frozen=True)
 class L1Penalty:
-    """λ₁·‖θ[mask]‖₁, the non-smooth part of the objective; intercepts are never in mask."""
+    """λ₁·Σ_i s_i·|θ_i| over the entries in ``mask`` (intercepts never are), with
+    per-entry scales s (``scales``, default 1): a preconditioned solver's coordinates
+    θ_i = σ_i·coef_i carry the strength λ₁/σ_i, so the penalty is unchanged."""
 
     strength: float = 0.0
     mask: np.ndarray | None = None
+    scales: np.ndarray | None = None  # one per entry of θ; only the masked ones are used
+
+    def strengths(self):
+        """λ₁·s_i for the masked entries (a scalar when s = 1)."""
+        if self.scales is None:
+            return self.strength
+        return self.strength * self.scales[self.mask]
 
     def value(self, theta: np.ndarray) -> float:
         if not self.strength:
             return 0.0
-        return self.strength * float(np.abs(theta[self.mask]).sum())
+        return float(np.sum(self.strengths() * np.abs(theta[self.mask])))
 
     def prox(self, theta: np.ndarray, step: float) -> np.ndarray:
-        """argmin_x λ₁·step·‖x[mask]‖₁ + ½‖x − θ‖²: soft-thresholding of the masked entries."""
+        """argmin_x Σ λ₁·s_i·step·|x_i| + ½‖x − θ‖²: soft-thresholding of the masked
+        entries."""
         if not self.strength:
             return theta
         out = theta.copy()
-        shrink = self.strength * step
+        shrink = self.strengths() * step
         masked = theta[self.mask]
         out[self.mask] = np.sign(masked) * np.maximum(np.abs(masked) - shrink, 0.0)
         return out
@@ -121,6 +137,12 @@ class L1Penalty:
         """max_i |θ − prox(θ − ∇J)|_i: max |∇J| when λ₁ = 0; what ``gtol`` bounds."""
         residual = self.residual(theta, grad)
         return float(np.max(np.abs(residual))) if residual.size else 0.0
+
+    def measure(self, theta: np.ndarray, grad: np.ndarray) -> tuple[float, float]:
+        """(``optimality``, ``optimality_max``): a solver's default ``Measure``."""
+        residual = self.residual(theta, grad)
+        top = float(np.max(np.abs(residual))) if residual.size else 0.0
+        return float(np.linalg.norm(residual)), top
 
     def residual(self, theta: np.ndarray, grad: np.ndarray) -> np.ndarray:
         if not self.strength:
@@ -142,6 +164,7 @@ def gradient_descent(
     l1: L1Penalty = NO_L1,
     line_search: bool = False,
     accelerate: bool = False,
+    measure: Measure | None = None,
 ) -> SolverState:
     """Batch (proximal) gradient descent, continuing from ``state``.
 
@@ -161,6 +184,7 @@ def gradient_descent(
     large).
     """
     rule = _rule(tol)
+    measure = measure or l1.measure
     y = state.params.copy()
     x = y if state.anchor is None or not accelerate else state.anchor.copy()
     step = state.step or alpha
@@ -169,7 +193,7 @@ def gradient_descent(
     while True:
         if accelerate:  # what a continuation (or a checkpoint) needs besides y
             state.anchor, state.momentum = x.copy(), momentum
-        _record(state, y, cost + l1.value(y), grad, l1, rule, callback, accelerate)
+        _record(state, y, cost + l1.value(y), grad, measure, rule, callback, accelerate)
         if state.status or state.n_iter >= max_iter:
             return _finish(state)
         if line_search:
@@ -191,11 +215,10 @@ def _rule(tol) -> StopRule:
     return tol if isinstance(tol, StopRule) else StopRule(tol, 0.0)
 
 
-def _record(state, point, cost, grad, l1, rule, callback, accelerate=False) -> None:
+def _record(state, point, cost, grad, measure, rule, callback, accelerate=False) -> None:
     state.params = point.copy()
     state.loss_history.append(float(cost))
-    state.grad_norm = l1.optimality(point, grad)
-    state.grad_max = l1.optimality_max(point, grad)
+    state.grad_norm, state.grad_max = measure(point, grad)
     _note_progress(state, rule, note_rise=not accelerate)
     if callback is not None:
         callback(IterationInfo(state.n_iter, float(cost), state.grad_norm, state))
@@ -205,7 +228,8 @@ def _finish(state: SolverState) -> SolverState:
     """The final status: converged/stalled as noted, else max_iter; diverged when the
     objective ended above where it started."""
     history = state.loss_history
-    if state.status != CONVERGED and len(history) > 1 and history[-1] > history[0]:
+    rose = len(history) > 1 and not history[-1] <= history[0]  # NaN counts as a rise
+    if state.status != CONVERGED and rose:
         state.status = DIVERGED
     elif not state.status:
         state.status = MAX_ITER
@@ -213,7 +237,12 @@ def _finish(state: SolverState) -> SolverState:
 
 
 def _backtrack(evaluate, y, cost, grad, step, l1):
-    """One backtracking line search from ``y``: (accepted point, its (J, ∇J), its step)."""
+    """One backtracking line search from ``y``: (accepted point, its (J, ∇J), its step).
+
+    The test is the sufficient decrease above; once the decrease is within the rounding
+    of J (near the optimum J cannot tell a good step from a bad one) the step must also
+    pass the gradient form of the same test, t·‖∇J(x⁺) − ∇J(y)‖ ≤ ‖x⁺ − y‖ (a local
+    Lipschitz estimate, as TFOCS does when function values are inaccurate)."""
     step = 2.0 * step
     slack = 4 * np.finfo(float).eps * abs(cost)  # rounding in J itself is not a rise
     while True:
@@ -221,8 +250,13 @@ def _backtrack(evaluate, y, cost, grad, step, l1):
         d = x - y
         trial = evaluate(x)[:2]
         model = cost + float(grad @ d) + float(d @ d) / (2.0 * step)
-        if trial[0] <= model + slack or not np.any(d):
+        if not np.any(d):
             return x, trial, step
+        if trial[0] <= model + slack:
+            visible = cost - trial[0] > slack
+            step_norm = float(np.linalg.norm(d))
+            if visible or step * float(np.linalg.norm(trial[1] - grad)) <= step_norm:
+                return x, trial, step
         step /= 2.0
 
 
@@ -238,6 +272,9 @@ def _note_progress(state: SolverState, rule: StopRule, note_rise: bool = True) -
     """Mark convergence (max |∇F| ≤ gtol) or a stall (0 ≤ F_{k−1} − F_k ≤ tol without it),
     and remember the first rise in cost."""
     state.status = ""
+    if not (math.isfinite(state.loss_history[-1]) and math.isfinite(state.grad_max)):
+        state.status = DIVERGED  # overflow: a fixed step far too large
+        return
     if state.grad_max <= rule.gtol:
         state.status = CONVERGED
         return
@@ -264,6 +301,7 @@ def lbfgs(
     *,
     l1: L1Penalty = NO_L1,
     memory: int = 10,
+    measure: Measure | None = None,
 ) -> SolverState:
     """L-BFGS (scipy's L-BFGS-B) on the driver over the same distributed pass.
 
@@ -272,13 +310,18 @@ def lbfgs(
     With an L1 term the problem is rewritten smooth and bound-constrained, θ = u − v with
     u, v ≥ 0 and penalty λ₁·Σ(u + v), the standard reformulation L-BFGS-B solves exactly
     (OWL-QN's job, without a hand-written OWL-QN). ``loss_history`` holds the objective at
-    each accepted iterate; ``n_iter`` counts them. scipy's ``pgtol`` is our ``gtol`` (max
-    of the projected gradient), its ``ftol`` our ``tol``; the status is decided on our
-    measure at the returned point.
+    each accepted iterate; ``n_iter`` counts them. The gradient test is ours, on
+    ``measure`` at every accepted iterate (scipy's own ``pgtol`` is off: it would test
+    the split problem's gradient in the solver's coordinates); scipy's ``ftol`` is our
+    ``tol``. When scipy gives up for another reason — its line search failed, or with
+    ``tol = 0`` the objective repeated exactly, both rounding effects near the optimum —
+    L-BFGS restarts from that point with an empty memory, as long as each restart lowers
+    the objective; a restart that does not is a stall.
     """
     from scipy.optimize import minimize
 
     rule = _rule(tol)
+    measure = measure or l1.measure
     split = _SplitL1(l1, len(state.params))
     last: dict = {}
 
@@ -294,36 +337,45 @@ def lbfgs(
     def on_iterate(intermediate_result) -> None:  # scipy passes the result by this name
         state.n_iter += 1
         theta = split.theta(intermediate_result.x)
-        # stopping is scipy's to decide (below); the record keeps the measures
-        _record(state, theta, float(intermediate_result.fun), last["grad"], l1, NO_STOP, callback)
+        if not np.array_equal(last["theta"], theta):  # not scipy's last evaluation
+            last["grad"], last["theta"] = evaluate(theta)[1], theta
+        value = float(intermediate_result.fun)
+        _record(state, theta, value, last["grad"], measure, NO_STOP, callback)
+        if state.grad_max <= rule.gtol:
+            raise StopIteration  # scipy ends the run at this iterate
 
-    result = minimize(
-        objective,
-        split.start(state.params),
-        jac=True,
-        method="L-BFGS-B",
-        bounds=split.bounds(),
-        callback=on_iterate,
-        options={
-            "maxiter": max(1, max_iter - state.n_iter),
-            "ftol": rule.tol,
-            "gtol": rule.gtol,
-            "maxcor": memory,
-        },
-    )
-    state.params = split.theta(result.x)
-    if not np.array_equal(last.get("theta"), state.params):
-        last["grad"] = evaluate(state.params)[1]
-    state.grad_norm = l1.optimality(state.params, last["grad"])
-    state.grad_max = l1.optimality_max(state.params, last["grad"])
-    if state.loss_history[-1] != float(result.fun):
-        state.loss_history.append(float(result.fun))
-    state.status = ""
-    if state.grad_max <= rule.gtol:
-        state.status = CONVERGED
-    elif state.n_iter < max_iter:
-        state.status = STALLED  # scipy's ftol, or its line search could not improve
-    return _finish(state)
+    z = split.start(state.params)
+    while True:
+        start = state.loss_history[-1] if state.loss_history else math.inf
+        result = minimize(
+            objective,
+            z,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=split.bounds(),
+            callback=on_iterate,
+            options={
+                "maxiter": max(1, max_iter - state.n_iter),
+                "ftol": rule.tol,
+                "gtol": 0.0,
+                "maxcor": memory,
+            },
+        )
+        z = result.x
+        state.params = split.theta(z)
+        if not np.array_equal(last.get("theta"), state.params):
+            last["grad"] = evaluate(state.params)[1]
+        state.grad_norm, state.grad_max = measure(state.params, last["grad"])
+        if state.loss_history[-1] != float(result.fun):
+            state.loss_history.append(float(result.fun))
+        state.status = ""
+        if state.grad_max <= rule.gtol:
+            state.status = CONVERGED
+        elif state.n_iter < max_iter:
+            state.status = STALLED  # scipy's ftol, or its line search could not improve
+        by_tol = result.status == 0 and rule.tol > 0  # the objective-change rule: ours
+        if state.status != STALLED or by_tol or not float(result.fun) < start:
+            return _finish(state)
 
 
 class _SplitL1:
@@ -352,8 +404,8 @@ class _SplitL1:
     def objective(self, z, cost, grad):
         if not self.k:
             return cost, grad
-        strength = self.l1.strength
-        value = cost + strength * float(z[: self.n][self.mask].sum() + z[self.n :].sum())
+        strength = self.l1.strengths()  # λ₁·s_i of each masked entry
+        value = cost + float(np.sum(strength * (z[: self.n][self.mask] + z[self.n :])))
         gradient = np.concatenate([grad, -grad[self.mask] + strength])
         gradient[: self.n][self.mask] += strength
         return value, gradient
@@ -388,7 +440,7 @@ def newton(
             step = step / 2  # back off along the same direction: the cost rose
             x = previous[1] - step
             continue
-        _record(state, x, cost, grad, NO_L1, rule, callback)
+        _record(state, x, cost, grad, NO_L1.measure, rule, callback)
         if state.status or state.n_iter >= max_iter:
             return _finish(state)
         step = newton_step(hessian, grad)

@@ -140,23 +140,34 @@ def test_agd_with_restart_decreases_and_reports_optimality():
     assert state.cost_increased_at is None  # momentum bumps are not called "α too large"
 
 
-@pytest.mark.parametrize("solver", ["agd", "lbfgs", "newton"])
+@pytest.mark.parametrize("solver", SOLVERS)
 @pytest.mark.parametrize("data", ["breast_cancer", "synthetic"])
 def test_fit_reaches_sklearn_l2_solution(one_client, tmp_path, data, solver):
+    """Every solver, through the cluster, asked for --gtol 1e-9, gets scikit-learn's L2
+    solution to 1e-6 (gd and agd too, given enough iterations)."""
     X, y = dataset(data)
     path = write_partitions(
         tmp_path / "d", X, y, [len(y) // 3, len(y) // 3, len(y) - 2 * (len(y) // 3)]
     )
     l2 = 0.01
+    name, line_search = solver.removesuffix("+ls"), solver.endswith("+ls")
     model = LogisticRegression(
-        solver=solver, l2=l2, max_iter=3000, tol=1e-15, gtol=1e-10, alpha=lipschitz_step(X, l2)
+        solver=name,
+        line_search=line_search,
+        l2=l2,
+        max_iter=20_000,
+        tol=0.0,
+        gtol=1e-9,
+        alpha=lipschitz_step(X, l2),
     )
     model.fit(path, "y", client=one_client)
+    assert model.status_ == "converged", model.stop_reason_
     coef, intercept = sklearn_solution(X, y, l2)
     np.testing.assert_allclose(model.coef_, coef, atol=1e-6)
     assert model.intercept_ == pytest.approx(intercept, abs=1e-6)
     assert model.n_passes_ >= model.n_iter_ + 1
-    assert model.n_iter_ < {"agd": 3000, "lbfgs": 200, "newton": 30}[solver]
+    limit = {"gd": 20_000, "gd+ls": 20_000, "agd": 3000, "agd+ls": 3000, "lbfgs": 200}
+    assert model.n_iter_ < limit.get(solver, 30)
 
 
 def test_gd_with_l2_is_the_penalized_update(one_client, tmp_path):
