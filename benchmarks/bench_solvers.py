@@ -1,20 +1,30 @@
 """How many passes and how much wall time does each solver need to reach the optimum?
 
-For each data set ("breast_cancer": scikit-learn's 569 × 30 set, standardized, written to
-4 Parquet files; "large": 4M × 50 in 32 files made with ``lrdask.synthetic.make_data``,
-the same files as ``bench_iteration.py``'s large set) and one L2 objective
+For each data set and one L2 objective
 
     F(w, b) = mean log loss + (λ/2)·‖w‖²,  λ = --l2 (1e-3), intercept not penalized,
 
-this finds f* = F at scikit-learn's lbfgs solution (C = 1/(λ·m), tol=1e-12, evaluated here
-in float64 NumPy on all rows) and then, on one LocalCluster (``--workers`` processes × 1
-thread), records for every solver the first iterate with (F_k − f*)/|f*| ≤ 1e-6 (--target):
-how many distributed passes and how many seconds it took, counted from the start of the
-first pass (data loading excluded). Rows:
+this finds f* = min F and then, on one LocalCluster (``--workers`` processes × 1 thread),
+records for every solver the first iterate with (F_k − f*)/|f*| ≤ 1e-6 (--target): how
+many distributed passes and how many seconds it took, counted from the start of the first
+pass (data loading excluded). Data sets (``--sizes``):
 
-- lrdask gd (fixed α = 1/L, L the Lipschitz constant of ∇F), gd with line search, agd
-  (Nesterov/FISTA, α = 1/L), lbfgs, newton: passes from ``IterationInfo.passes`` (else
-  counted by wrapping ``PersistedBlocks.partial_sums`` on the driver);
+- "breast_cancer": scikit-learn's 569 × 30 set, standardized, 4 Parquet files;
+- "large": 4M × 50 in 32 files made with ``lrdask.synthetic.make_data``, the same files as
+  ``bench_iteration.py``'s large set (standard-normal features);
+- "breast_cancer_raw": the same 569 × 30 set with its features as they are (unscaled:
+  column scales from ~1e-3 to ~1e3), 4 Parquet files;
+- "unscaled": the issue's 5,000-row case (income ~ N(5e4, 1.5e4), age ~ U(20, 70), a 0/1
+  flag; see ``unscaled_columns``), one Parquet file.
+
+On the two raw sets lrdask runs with ``standardize=False`` (explicitly) and f* comes from
+``exact_optimum`` (L-BFGS-B in standardized variables, then Newton steps, in NumPy);
+elsewhere f* = F at scikit-learn's lbfgs solution (C = 1/(λ·m), tol=1e-12). F is always
+evaluated here in float64 NumPy on all rows. Rows:
+
+- lrdask gd (fixed α = 1/L, L the Lipschitz constant of ∇F; ``--alpha``), gd with line
+  search, agd (Nesterov/FISTA, same α), lbfgs, newton: passes from ``IterationInfo.passes``
+  (else counted by wrapping ``PersistedBlocks.partial_sums`` on the driver);
 - dask-ml's LogisticRegression, solvers lbfgs and gradient_descent, on the same data as a
   persisted dask array on the same cluster. Its lbfgs is given the same objective (see
   ``dask_ml_l2_penalty``); its gradient_descent takes no penalty at all, so it is measured
@@ -28,20 +38,30 @@ breast cancer); a solver that does not get there reads "not reached in N passes 
 Timings mean something only on an otherwise idle machine: the first output line says how
 much CPU other processes used.
 
+``--before-json PATH`` (a ``--json`` file of an earlier run, under another lrdask revision:
+run with ``PYTHONPATH=<a git worktree of it>``) adds a before/after table of passes to the
+target per data set; ``--load-json PATH`` prints the report of a saved run instead of
+running (with ``--before-json``: the comparison of two saved runs; repeated: runs of the
+same lrdask merged, e.g. a ``--solvers lbfgs`` rerun with a larger ``--budget``).
+
 Markdown tables go to stdout, progress to stderr, every number (and each run's trace) to
 ``--json PATH``. Run from the repository root::
 
     python benchmarks/bench_solvers.py --sizes breast_cancer            # ~2 min
     python benchmarks/bench_solvers.py --sizes large --rows-scale 0.01  # quick check
     python benchmarks/bench_solvers.py --json /tmp/lrdask-bench/solvers.json
+    python benchmarks/bench_solvers.py --sizes breast_cancer_raw,unscaled --skip-dask-ml \\
+        --tol 0 --gtol 0 --max-passes 20000 --budget 100 --before-json before.json
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import json
 import os
+import subprocess
 import sys
 import time
 import warnings
@@ -59,18 +79,23 @@ from bench_iteration import (
     markdown_table,
     one_thread,
     other_cpu_usage,
-    persisted_dask_arrays,
 )
 from bench_iteration import environment as iteration_environment
 from distributed import Client
 
 from lrdask.cluster import connect
 from lrdask.dataset import plan_dataset
-from lrdask.errors import ConfigError
+from lrdask.errors import ConfigError, NotConvergedError
 from lrdask.estimator import LogisticRegression
 
 BREAST_CANCER_FILES = 4
-DATA_SETS = ("breast_cancer", "large")
+UNSCALED_ROWS = 5000
+UNSCALED_LABEL = "label"
+DATA_SETS = ("breast_cancer", "large", "breast_cancer_raw", "unscaled")
+RAW_DATA_SETS = ("breast_cancer_raw", "unscaled")  # features as they are: see exact_optimum
+RAW_OPTIONS = {"standardize": False}  # lrdask's options on the raw sets (its default, made sure)
+ALPHA_RULES = ("1/L", "1/L_std")  # --alpha: else a number
+NEWTON_CHECK_STEPS = 5  # exact_optimum's Newton steps after L-BFGS-B, at most
 ROWS = (
     "lrdask gd",
     "lrdask gd + line search",
@@ -82,6 +107,14 @@ ROWS = (
     "sklearn lbfgs (1 process)",
 )
 RUN_ORDER = ROWS[4::-1]  # newton first: its optimum cross-checks f*; plain gd (slowest) last
+SOLVER_NAMES = {  # --solvers
+    "gd": "lrdask gd",
+    "gd+ls": "lrdask gd + line search",
+    "agd": "lrdask agd",
+    "lbfgs": "lrdask lbfgs",
+    "newton": "lrdask newton",
+}
+NOT_RUN = "not run (--solvers)"
 LRDASK_OPTIONS = {
     "lrdask gd": {"solver": "gd"},
     "lrdask gd + line search": {"solver": "gd", "line_search": True},
@@ -89,7 +122,7 @@ LRDASK_OPTIONS = {
     "lrdask lbfgs": {"solver": "lbfgs"},
     "lrdask newton": {"solver": "newton"},
 }
-MAX_ITER = {"lbfgs": 1000, "newton": 100}  # gd and agd: --max-passes
+MAX_ITER = {"newton": 100}  # the others: --max-passes (every iteration takes ≥ 1 pass)
 DASK_ML_TOL = 1e-10  # lbfgs: pgtol on the summed gradient; gd: relative improvement
 SEPARABLE_LOSS = 1e-9  # an unpenalized optimum this low: the classes are separable
 
@@ -110,10 +143,16 @@ class Problem:
     y: np.ndarray
     l2: float
     description: str
+    label: str = LABEL
+    raw: bool = False  # unscaled features: f* from exact_optimum, lrdask gets RAW_OPTIONS
 
     @property
     def rows(self) -> int:
         return len(self.y)
+
+    @property
+    def lrdask_options(self) -> dict:
+        return dict(RAW_OPTIONS) if self.raw else {}
 
     def objective(self, coef: np.ndarray, intercept: float, l2: float | None = None) -> float:
         """F(w, b) in float64 on all rows, blockwise (stable log(1 + e^z) − y·z)."""
@@ -124,53 +163,112 @@ class Problem:
             total += float(np.sum(np.logaddexp(0.0, z) - self.y[start : start + (1 << 20)] * z))
         return total / self.rows + 0.5 * l2 * float(coef @ coef)
 
-    def lipschitz(self) -> float:
-        """L = λ_max([X 1]ᵀ[X 1]) / (4m) + λ: gd with α = 1/L decreases F at every step."""
+    def gram(self) -> np.ndarray:
+        """[X 1]ᵀ[X 1] / m, blockwise."""
         gram = np.zeros((self.X.shape[1] + 1,) * 2)
         for start in range(0, self.rows, 1 << 20):
             block = self.X[start : start + (1 << 20)]
             ones = np.ones((len(block), 1))
             augmented = np.hstack([block, ones])
             gram += augmented.T @ augmented
-        return float(np.linalg.eigvalsh(gram / self.rows).max()) / 4.0 + self.l2
+        return gram / self.rows
+
+    def lipschitz(self, gram: np.ndarray | None = None) -> float:
+        """L = λ_max([X 1]ᵀ[X 1]) / (4m) + λ: gd with α = 1/L decreases F at every step."""
+        gram = self.gram() if gram is None else gram
+        return float(np.linalg.eigvalsh(gram).max()) / 4.0 + self.l2
+
+    def lipschitz_standardized(self, gram: np.ndarray | None = None) -> float:
+        """L of F written in standardized variables (x_s = (x − μ)/σ, w = v/σ, b = c − μ·w,
+        so the penalty is (λ/2)·Σ (v_j/σ_j)²): λ_max([X_s 1]ᵀ[X_s 1]) / (4m) + λ·max 1/σ_j².
+        For information (and ``--alpha 1/L_std``): the step a solver working in such
+        coordinates could take; from the same Gram matrix, [X_s 1] = [X 1]·T."""
+        gram = self.gram() if gram is None else gram
+        n = gram.shape[0] - 1
+        mu = gram[n, :n]
+        sigma = np.sqrt(np.maximum(np.diag(gram)[:n] - mu**2, 0.0))
+        sigma = np.where(sigma > 0, sigma, 1.0)
+        T = np.eye(n + 1)
+        T[:n, :n] = np.diag(1.0 / sigma)
+        T[n, :n] = -mu / sigma
+        scaled = T.T @ gram @ T
+        return float(np.linalg.eigvalsh(scaled).max()) / 4.0 + self.l2 * float(
+            np.max(1.0 / sigma**2)
+        )
 
 
-def breast_cancer_data(data_dir: str) -> str:
-    """scikit-learn's breast-cancer set, each column standardized (mean 0, std 1 with
-    ddof = 0), as 4 Parquet files x0..x29 + y under data_dir; written once."""
-    path = os.path.join(data_dir, f"breast_cancer-std-p{BREAST_CANCER_FILES}")
+def _write_once(path: str, tables: list[pa.Table]) -> str:
+    """The tables as part-00000.parquet, ... in the directory ``path``, unless it already
+    holds that many files (written to a staging directory, then renamed)."""
+    if os.path.isdir(path) and len(os.listdir(path)) == len(tables):
+        return path
+    log(f"writing {path}")
+    staging = f"{path}.tmp-{os.getpid()}"
+    os.makedirs(staging, exist_ok=True)
+    for i, table in enumerate(tables):
+        pq.write_table(table, os.path.join(staging, f"part-{i:05d}.parquet"))
+    os.replace(staging, path)
+    return path
+
+
+def breast_cancer_data(data_dir: str, standardized: bool = True) -> str:
+    """scikit-learn's breast-cancer set as 4 Parquet files x0..x29 + y under data_dir,
+    written once: each column standardized (mean 0, std 1 with ddof = 0), or, with
+    ``standardized=False``, the features as they are."""
+    kind = "std" if standardized else "raw"
+    path = os.path.join(data_dir, f"breast_cancer-{kind}-p{BREAST_CANCER_FILES}")
     if os.path.isdir(path) and len(os.listdir(path)) == BREAST_CANCER_FILES:
         return path
     from sklearn.datasets import load_breast_cancer
 
     X, y = load_breast_cancer(return_X_y=True)
-    X = (X - X.mean(axis=0)) / X.std(axis=0)
-    log(f"writing {path}")
-    staging = f"{path}.tmp-{os.getpid()}"
-    os.makedirs(staging, exist_ok=True)
-    for i, rows in enumerate(np.array_split(np.arange(len(y)), BREAST_CANCER_FILES)):
+    if standardized:
+        X = (X - X.mean(axis=0)) / X.std(axis=0)
+    tables = []
+    for rows in np.array_split(np.arange(len(y)), BREAST_CANCER_FILES):
         columns = {f"x{j}": X[rows, j] for j in range(X.shape[1])}
         columns[LABEL] = y[rows].astype(np.int8)
-        pq.write_table(pa.table(columns), os.path.join(staging, f"part-{i:05d}.parquet"))
-    os.replace(staging, path)
-    return path
+        tables.append(pa.table(columns))
+    return _write_once(path, tables)
+
+
+def unscaled_columns(n: int = UNSCALED_ROWS) -> dict[str, np.ndarray]:
+    """The issue's case, generated exactly as written there: income in the tens of
+    thousands, age in tens, a 0/1 flag, and a label drawn from a logistic model."""
+    rng = np.random.default_rng(0)
+    income, age, flag = rng.normal(5e4, 1.5e4, n), rng.uniform(20, 70, n), rng.integers(0, 2, n)
+    z = 1e-5 * (income - 5e4) + 0.03 * (age - 45) + 0.8 * flag - 0.4
+    y = (rng.random(n) < 1 / (1 + np.exp(-z))).astype(int)
+    return {"income": income, "age": age, "flag": flag, UNSCALED_LABEL: y}
+
+
+def unscaled_data(data_dir: str) -> str:
+    """``unscaled_columns`` as one Parquet file (income, age, flag, label), written once."""
+    path = os.path.join(data_dir, f"unscaled-{UNSCALED_ROWS}-p1")
+    return _write_once(path, [pa.table(unscaled_columns())])
 
 
 def load_problem(name: str, args: argparse.Namespace) -> Problem:
-    if name == "breast_cancer":
-        path = breast_cancer_data(args.data_dir)
-        description = "scikit-learn breast cancer, standardized"
+    label = LABEL
+    if name in ("breast_cancer", "breast_cancer_raw"):
+        raw = name == "breast_cancer_raw"
+        path = breast_cancer_data(args.data_dir, standardized=not raw)
+        description = "scikit-learn breast cancer, " + ("raw features" if raw else "standardized")
+    elif name == "unscaled":
+        path, label = unscaled_data(args.data_dir), UNSCALED_LABEL
+        description = "the issue's income/age/flag case, raw features, 1 file"
     else:
         size = SIZES["large"].scaled(args.rows_scale)
         path = ensure_data(args.data_dir, size.rows, size.features, size.partitions)
         description = f"lrdask.synthetic.make_data, seed 0, {size.partitions} files"
-    features = plan_dataset(path, LABEL).features
-    table = pq.read_table(path, columns=[*features, LABEL])
+    features = plan_dataset(path, label).features
+    table = pq.read_table(path, columns=[*features, label])
     X = np.empty((table.num_rows, len(features)))
     for j, column in enumerate(features):
         X[:, j] = table.column(column).to_numpy()
-    y = table.column(LABEL).to_numpy().astype(np.float64)
-    return Problem(name, path, features, X, y, args.l2, description)
+    y = table.column(label).to_numpy().astype(np.float64)
+    raw = name in RAW_DATA_SETS
+    return Problem(name, path, features, X, y, args.l2, description, label, raw)
 
 
 @contextlib.contextmanager
@@ -215,26 +313,114 @@ def sklearn_fit(problem: Problem, l2: float, max_iter: int):
         return model.fit(problem.X, problem.y)
 
 
-def reference(problem: Problem, target: float) -> dict:
-    """f* and scikit-learn's row: one recorded run to convergence, then one timed run
-    stopped at the first iteration within ``target`` of f* (best of 3 on small data)."""
+def exact_optimum(problem: Problem) -> dict:
+    """min F to the last digits, in NumPy, for the raw sets (scikit-learn's lbfgs on raw
+    columns can stop short of it: on the raw breast-cancer set it ends ~2e-8 above).
+
+    F is minimized in standardized variables, where the problem is far better conditioned:
+    with μ, σ the columns' mean and standard deviation (ddof 0), x_s = (x − μ)/σ,
+    w = v/σ and b = c − μ·w give exactly the same F, with the penalty (λ/2)·Σ (v_j/σ_j)².
+    scipy's L-BFGS-B from v = 0, c = the class log-odds (gtol 1e-12, ftol 0, memory 30),
+    then up to NEWTON_CHECK_STEPS Newton steps with the exact Hessian, each kept only if F
+    does not rise, until the Newton decrement gᵀH⁻¹g/2 (the quadratic model's estimate of
+    F − min F) is below 1e-17·|F|. The decrement at the returned point and max |∇F| on
+    the raw scale are recorded as the check. Small data only (it holds [X_s 1] densely).
+    """
+    import scipy
+    from scipy.optimize import minimize
+    from scipy.special import expit
+
+    X, y, l2 = problem.X, problem.y, problem.l2
+    m, n = X.shape
+    mu, sigma = X.mean(axis=0), X.std(axis=0)
+    sigma = np.where(sigma > 0, sigma, 1.0)
+    A = np.hstack([(X - mu) / sigma, np.ones((m, 1))])
+    penalty = np.append(l2 / sigma**2, 0.0)
+
+    def value_and_gradient(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        z = A @ theta
+        value = float(np.mean(np.logaddexp(0.0, z) - y * z))
+        value += 0.5 * float(theta @ (penalty * theta))
+        return value, A.T @ (expit(z) - y) / m + penalty * theta
+
+    def newton_step(theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, float]:
+        value, gradient = value_and_gradient(theta)
+        p = expit(A @ theta)
+        hessian = (A.T * (p * (1.0 - p))) @ A / m + np.diag(penalty)
+        step = np.linalg.solve(hessian, gradient)
+        return value, gradient, step, float(gradient @ step) / 2.0
+
+    theta = np.zeros(n + 1)
+    theta[-1] = np.log(y.mean() / (1.0 - y.mean()))
+    start = time.perf_counter()
+    result = minimize(
+        value_and_gradient,
+        theta,
+        jac=True,
+        method="L-BFGS-B",
+        options={"maxiter": 100_000, "gtol": 1e-12, "ftol": 0.0, "maxcor": 30},
+    )
+    theta = result.x
+    after_lbfgs = float(result.fun)
+    steps = []
+    for _ in range(NEWTON_CHECK_STEPS):
+        value, gradient, step, decrement = newton_step(theta)
+        steps.append(
+            {"F": value, "grad_max": float(np.abs(gradient).max()), "decrement": decrement}
+        )
+        if decrement <= 1e-17 * abs(value):
+            break
+        candidate = theta - step
+        if value_and_gradient(candidate)[0] > value:
+            break
+        theta = candidate
+    value, gradient, _, decrement = newton_step(theta)
+    coef = theta[:-1] / sigma
+    intercept = float(theta[-1] - mu @ coef)
+    f_star = problem.objective(coef, intercept)
+    residual = 1.0 / (1.0 + np.exp(-(X @ coef + intercept))) - y
+    raw_gradient = np.append(X.T @ residual / m + l2 * coef, residual.mean())
+    return {
+        "method": "NumPy: L-BFGS-B in standardized variables, then Newton steps",
+        "f_star": f_star,
+        "coef": coef.tolist(),
+        "intercept": intercept,
+        "F_standardized_variables": value,
+        "F_after_lbfgs": after_lbfgs,
+        "lbfgs": {"nit": int(result.nit), "nfev": int(result.nfev), "message": str(result.message)},
+        "newton_steps": steps,
+        "newton_decrement": decrement,
+        "grad_max_standardized": float(np.abs(gradient).max()),
+        "grad_max_raw": float(np.abs(raw_gradient).max()),
+        "seconds": time.perf_counter() - start,
+        "scipy_version": scipy.__version__,
+    }
+
+
+def reference(problem: Problem, target: float, f_star: float | None = None) -> dict:
+    """scikit-learn's row, and f* = F at its solution unless ``f_star`` is given: one
+    recorded run to convergence, then one timed run stopped at the first iteration within
+    ``target`` of f* (best of 3 on small data)."""
     record: dict = {}
     with one_thread(), recorded_minimize(record):
         start = time.perf_counter()
         model = sklearn_fit(problem, problem.l2, 100_000)
         full_seconds = time.perf_counter() - start
     coef, intercept = model.coef_.ravel(), float(model.intercept_[0])
-    f_star = problem.objective(coef, intercept)
+    sklearn_f = problem.objective(coef, intercept)
+    f_star = sklearn_f if f_star is None else f_star
     out = {
         "f_star": f_star,
         "coef": coef.tolist(),
         "intercept": intercept,
         "sklearn_version": _version("sklearn"),
+        "sklearn_F": sklearn_f,
+        "sklearn_gap": (sklearn_f - f_star) / abs(f_star),
         "C": 1.0 / (problem.l2 * problem.rows),
     }
     row = {"iterations": int(model.n_iter_[0]), "total_passes": record["evaluations"]}
     row["run_seconds"] = full_seconds
-    row["final_gap"] = 0.0  # f* is this run's value, by definition
+    row["final_gap"] = out["sklearn_gap"]  # 0 when f* is this run's value
     reached = None
     for k, (evaluations, x) in enumerate(record["iterates"], start=1):
         gap = (problem.objective(x[:-1], float(x[-1])) - f_star) / abs(f_star)
@@ -325,7 +511,9 @@ def run_lrdask(
     client: Client, problem: Problem, name: str, f_star: float, alpha: float, args
 ) -> dict:
     """One lrdask fit with a callback that records (iteration, passes, seconds, F)."""
-    options = dict(LRDASK_OPTIONS[name])
+    options = {**LRDASK_OPTIONS[name], **problem.lrdask_options}
+    if args.gtol is not None:
+        options["gtol"] = args.gtol
     solver = options["solver"]
     try:
         model = LogisticRegression(
@@ -361,11 +549,13 @@ def run_lrdask(
         fit_start = time.perf_counter()
         stopped = None
         try:
-            model.fit(problem.path, LABEL, client=client, callback=callback)
+            model.fit(problem.path, problem.label, client=client, callback=callback)
         except ConfigError as exc:  # e.g. a solver this lrdask does not know yet
             return {"error": f"not in this lrdask ({str(exc).splitlines()[0]})"}
         except OutOfBudget as exc:
             stopped = str(exc)
+        except NotConvergedError as exc:  # diverged: the trace still says where it went
+            stopped = f"NotConvergedError: {str(exc).splitlines()[0]}"
         fit_seconds = time.perf_counter() - fit_start
     if not trace:
         return {"error": "the fit made no callback"}
@@ -376,7 +566,9 @@ def run_lrdask(
     out = summarize(trace, args.target)
     out.update(
         options=options,
+        caps={"max_passes": args.max_passes, "budget": args.budget, "tol": args.tol},
         alpha=alpha,
+        alpha_rule=args.alpha,
         fit_seconds=fit_seconds,
         run_seconds=trace[-1]["time"],
         time_origin="first pass" if counted["first_start"] else "fit() call (load included)",
@@ -393,6 +585,11 @@ def run_lrdask(
         out["intercept"] = float(model.intercept_)
     sources = {p["passes_reported"] is not None for p in trace}
     out["passes_source"] = "IterationInfo.passes" if sources == {True} else "counted partial_sums"
+    first = trace[0]
+    if first["passes_reported"] is not None:
+        # partial_sums calls that IterationInfo.passes leaves out, up to the first iterate
+        # (e.g. a moments pass for a scaling): not in the passes columns, noted below them
+        out["passes_not_reported"] = first["passes_counted"] - first["passes_reported"]
     return out
 
 
@@ -419,6 +616,21 @@ def summarize(trace: list[dict], target: float) -> dict:
 
 
 # ---- dask-ml -----------------------------------------------------------------------------------
+def persisted_dask_arrays(client: Client, path: str, features: list[str], label: str):
+    """X and y as persisted dask arrays (``bench_iteration.persisted_dask_arrays`` with the
+    label column as a parameter: the "unscaled" set's is not ``y``)."""
+    import dask.dataframe as dd
+    from distributed import wait
+
+    frame = dd.read_parquet(path, columns=[*features, label])
+    array = frame.to_dask_array(lengths=True).astype(np.float64)
+    X = array[:, : len(features)].map_blocks(np.ascontiguousarray)
+    y = array[:, len(features)].map_blocks(np.ascontiguousarray)
+    X, y = client.persist([X, y])
+    wait([X, y])
+    return X, y
+
+
 def dask_ml_l2_penalty():
     """dask-glm's L2 regularizer without the intercept: (1/2)·‖β[:-1]‖².
 
@@ -574,7 +786,7 @@ def run_dask_ml(client: Client, X, y, problem: Problem, solver: str, f_ref: floa
     if solver == "lbfgs":
         kwargs.update(C=1.0 / (problem.l2 * problem.rows), penalty=dask_ml_l2_penalty())
         recorder = recorded_dask_glm_lbfgs(trace, limits, problem.rows)
-        max_iter, l2 = MAX_ITER["lbfgs"], problem.l2
+        max_iter, l2 = args.max_passes, problem.l2
     else:  # dask-ml drops penalty and C for gradient_descent: λ = 0 is all it can do
         recorder = recorded_dask_glm_gd(trace, limits)
         max_iter, l2 = args.max_passes, 0.0
@@ -630,7 +842,7 @@ def bench_dask_ml(client: Client, problem: Problem, f_star: float, args) -> dict
         f_zero = unpenalized_optimum(problem)
     log(f"{problem.name}: dask-ml: persisting the data as a dask array")
     start = time.perf_counter()
-    X, y = persisted_dask_arrays(client, problem.path, problem.features)
+    X, y = persisted_dask_arrays(client, problem.path, problem.features, problem.label)
     load = time.perf_counter() - start
     out = {}
     try:
@@ -659,24 +871,53 @@ def bench_dask_ml(client: Client, problem: Problem, f_star: float, args) -> dict
 def bench_problem(client: Client, name: str, args: argparse.Namespace) -> dict:
     log(f"{name}: loading the data into the driver")
     problem = load_problem(name, args)
-    log(f"{name}: {problem.rows} × {len(problem.features)}; f* with scikit-learn lbfgs")
-    ref = reference(problem, args.target)
+    exact = None
+    if problem.raw:
+        log(f"{name}: {problem.rows} × {len(problem.features)}; f* with exact_optimum")
+        with one_thread():
+            exact = exact_optimum(problem)
+        log(
+            f"  f* = {exact['f_star']:.16g}; Newton decrement {exact['newton_decrement']:.1e}, "
+            f"max |∇F| {exact['grad_max_raw']:.1e} (raw scale); scikit-learn lbfgs next"
+        )
+    else:
+        log(f"{name}: {problem.rows} × {len(problem.features)}; f* with scikit-learn lbfgs")
+    ref = reference(problem, args.target, None if exact is None else exact["f_star"])
     f_star = ref.pop("f_star")
-    alpha = 1.0 / problem.lipschitz()
+    gram = problem.gram()
+    lipschitz = problem.lipschitz(gram)
+    lipschitz_std = problem.lipschitz_standardized(gram) if problem.raw else None
+    if args.alpha == "1/L":
+        alpha = 1.0 / lipschitz
+    elif args.alpha == "1/L_std":
+        alpha = 1.0 / (lipschitz_std or problem.lipschitz_standardized(gram))
+    else:
+        alpha = float(args.alpha)
     result: dict = {
         "rows": problem.rows,
         "features": len(problem.features),
         "path": problem.path,
+        "label": problem.label,
         "description": problem.description,
+        "raw": problem.raw,
+        "lrdask_options": problem.lrdask_options,
         "l2": problem.l2,
         "f_star": f_star,
+        "f_star_method": exact["method"] if exact else "scikit-learn lbfgs, tol 1e-12",
         "alpha": alpha,
+        "alpha_rule": args.alpha,
+        "lipschitz": lipschitz,
+        "lipschitz_standardized": lipschitz_std,
         "reference": {k: v for k, v in ref.items() if k != "sklearn"},
+        "exact": exact,
         "solvers": {},
     }
     solvers = result["solvers"]
     solvers["sklearn lbfgs (1 process)"] = ref["sklearn"]
     for row in RUN_ORDER:
+        if row not in args.solvers:
+            solvers[row] = {"error": NOT_RUN, "not_run": True}
+            continue
         log(f"{name}: {row}")
         solvers[row] = run_lrdask(client, problem, row, f_star, alpha, args)
         if "error" not in solvers[row]:
@@ -700,7 +941,7 @@ def table_row(label: str, r: dict) -> list[str]:
     if "error" in r and not r.get("reached"):
         return [label, f"n/a: {r['error']}", "n/a", "n/a", "n/a"]
     if not r["reached"]:
-        passes = f"not reached in {r['total_passes']} passes (gap {_gap(r['final_gap'])})"
+        passes = _passes_cell(r)
         return [label, passes, f"— (ran {r['run_seconds']:.1f} s)", _gap(r["final_gap"]), _iters(r)]
     passes = "n/a" if r["passes_to_target"] is None else str(r["passes_to_target"])
     wall = f"{r['seconds_to_target']:.3f}"
@@ -713,9 +954,16 @@ def _iters(r: dict) -> str:
     return f"{r['iteration_at_target'] if r.get('reached') else '—'} / {total}"
 
 
-def _label(row: str, result: dict) -> str:
+def _alpha_text(result: dict, r: dict | None = None) -> str:
+    """ "1/L = 2.4e-06": the step a gd/agd row ran with (its own record, else the set's)."""
+    source = r if r and "alpha" in r else result
+    rule = source.get("alpha_rule", result.get("alpha_rule", "1/L"))
+    return f"{rule + ' = ' if rule in ALPHA_RULES else ''}{source['alpha']:.3g}"
+
+
+def _label(row: str, result: dict, r: dict | None = None) -> str:
     if row in ("lrdask gd", "lrdask agd"):
-        return f"{row} (α = 1/L = {result['alpha']:.3g})"
+        return f"{row} (α = {_alpha_text(result, r)})"
     if row == "dask-ml gradient_descent":
         return f"{row} (λ = 0: its own objective)"
     return row
@@ -751,17 +999,55 @@ def report(result: dict, target: float) -> str:
     cross_check = "n/a"
     if newton is not None:
         cross_check = f"f*·(1 {'+' if newton >= 0 else '−'} {abs(newton):.1e})"
+    exact = result.get("exact")
+    if exact:
+        source = (
+            f"NumPy L-BFGS-B in standardized variables + Newton, decrement "
+            f"{exact['newton_decrement']:.1e}, max |∇F| {exact['grad_max_raw']:.1e}; "
+            f"scikit-learn {sk['sklearn_version']} lbfgs, tol 1e-12, on the raw features "
+            f"ends at f*·(1 + {sk['sklearn_gap']:.1e})"
+        )
+    else:
+        source = f"scikit-learn {sk['sklearn_version']} lbfgs, tol 1e-12"
+    options = result.get("lrdask_options")
     head = (
         f"**{result['name']}**: {result['rows']:,} rows × {result['features']} features "
         f"({result['description']}); λ = {result['l2']:g} (scikit-learn C = {sk['C']:.4g}); "
-        f"f* = {result['f_star']:.10g} (scikit-learn {sk['sklearn_version']} lbfgs, "
-        f"tol 1e-12); lrdask newton's final F is {cross_check}; target (F − f*)/|f*| ≤ "
-        f"{target:g}; CPU-s used by other processes {_contention(result.get('contention'))}\n"
+        f"f* = {result['f_star']:.10g} ({source}); lrdask newton's final F is {cross_check}; "
+        f"target (F − f*)/|f*| ≤ {target:g}"
+        f"{'; lrdask options ' + json.dumps(options) if options else ''}; CPU-s used by "
+        f"other processes {_contention(result.get('contention'))}\n"
     )
     header = ["solver", f"passes to {target:g}", f"wall s to {target:g}", "final rel. gap"]
-    rows = [table_row(_label(row, result), s[row]) for row in ROWS]
+    rows = [table_row(_label(row, result, s[row]), s[row]) for row in ROWS]
     header.append("iterations (to target / run)")
-    return "\n".join([head, markdown_table(header, rows), "", *goals(result)])
+    notes = _unreported_passes(s)
+    return "\n".join([head, markdown_table(header, rows), *notes, "", *goals(result)])
+
+
+def _not_reported(r: dict) -> int | None:
+    """``passes_not_reported`` of a run, or worked out from its trace (older files)."""
+    if "passes_not_reported" in r:
+        return r["passes_not_reported"]
+    first = (r.get("trace") or [{}])[0]
+    if first.get("passes_reported") is None or first.get("passes_counted") is None:
+        return None
+    return first["passes_counted"] - first["passes_reported"]
+
+
+def _unreported_passes(solvers: dict) -> list[str]:
+    """A note when a run made distributed passes before its first iterate that its
+    ``IterationInfo.passes`` does not count (the moments pass of a scaling)."""
+    extra = {row: _not_reported(r) for row, r in solvers.items()}
+    extra = {row: n for row, n in extra.items() if n}
+    if not extra:
+        return []
+    listed = ", ".join(f"{row} {n}" for row, n in extra.items())
+    return [
+        "",
+        f"Passes not in IterationInfo.passes (so not in the passes columns) before the "
+        f"first iterate (lrdask's column report at θ = 0; a moments pass): {listed}.",
+    ]
 
 
 def _contention(c: dict | None) -> str:
@@ -778,7 +1064,8 @@ def _version(module: str) -> str:
 
 
 def environment(args: argparse.Namespace) -> dict:
-    """bench_iteration's record of the machine and versions, plus the baselines' versions."""
+    """bench_iteration's record of the machine and versions, plus the baselines' versions
+    and where the lrdask in use comes from (for before/after comparisons)."""
     import scipy
 
     return {
@@ -786,13 +1073,155 @@ def environment(args: argparse.Namespace) -> dict:
         "scipy": scipy.__version__,
         "sklearn": _version("sklearn"),
         "dask_ml": _version("dask_ml"),
+        "lrdask_source": lrdask_source(),
     }
 
 
+def lrdask_source() -> dict:
+    """The imported lrdask's directory, and its git commit and uncommitted files under it
+    when it is in a git work tree (PYTHONPATH=<a worktree> makes it an older revision)."""
+    import lrdask
+
+    package = os.path.dirname(os.path.abspath(lrdask.__file__))
+    out: dict = {"path": package}
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        git = ["git", "-C", package]
+        revision = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True)
+        if revision.returncode == 0:
+            status = subprocess.run(
+                [*git, "status", "--porcelain", "--", "."], capture_output=True, text=True
+            )
+            out["revision"] = revision.stdout.strip()
+            out["modified"] = [line[3:] for line in status.stdout.splitlines()]
+    return out
+
+
+def _worker_lrdask() -> str:
+    """On a worker: the lrdask it imports (the same revision as the driver's, we hope)."""
+    import lrdask
+
+    return os.path.dirname(os.path.abspath(lrdask.__file__))
+
+
+# ---- before / after -----------------------------------------------------------------------------
+COMPARED_SETTINGS = ("target", "l2", "tol", "gtol", "max_passes", "budget", "alpha", "workers")
+
+
+def _short_reason(reason: str | None) -> str:
+    """'stalled', 'max_iter', 'pass cap', ... from a run's stop reason."""
+    if not reason or reason == "its own stopping rule":
+        return ""
+    if reason.startswith("--max-passes"):
+        return "pass cap"
+    if reason.startswith("--budget"):
+        return "time cap"
+    return reason.split(":")[0].split("=")[0].strip()
+
+
+def _passes_cell(r: dict | None) -> str:
+    if r is None:
+        return "n/a (not run)"
+    if "error" in r and not r.get("reached"):
+        return f"n/a: {r['error'][:60]}"
+    if r.get("reached"):
+        return "n/a" if r.get("passes_to_target") is None else str(r["passes_to_target"])
+    why = _short_reason(r.get("stop_reason"))
+    if why == "time cap" and r.get("caps"):
+        why += f" {r['caps']['budget']:g} s"
+    return (
+        f"not reached in {r['total_passes']} passes "
+        f"(gap {_gap(r.get('final_gap'))}{', ' + why if why else ''})"
+    )
+
+
+def _ratio(before: dict | None, after: dict | None) -> str:
+    """Passes to the target before / after (> 1: fewer passes after); a bound when one of
+    the two runs did not get there."""
+
+    def passes(r: dict | None) -> tuple[int, bool] | None:
+        if not r or ("error" in r and not r.get("reached")):
+            return None
+        key = "passes_to_target" if r.get("reached") else "total_passes"
+        return (r[key], bool(r.get("reached"))) if r.get(key) else None
+
+    b, a = passes(before), passes(after)
+    if b is None or a is None or not (a[1] or b[1]):
+        return "—"
+    ratio = b[0] / a[0]
+    value = f"{ratio:,.0f}×" if ratio >= 100 else f"{ratio:.3g}×"
+    return value if a[1] and b[1] else f"> {value}" if a[1] else f"< {value}"
+
+
+def _source(env: dict) -> str:
+    src = env.get("lrdask_source") or {}
+    where = src.get("path", "?")
+    if src.get("revision"):
+        where += f" @ {src['revision'][:10]}"
+        if src.get("modified"):
+            where += f" + {len(src['modified'])} uncommitted file(s)"
+    return f"lrdask {env.get('lrdask', '?')} from {where}"
+
+
+def comparison(name: str, before: dict, after: dict) -> str:
+    """The before/after table of one data set: passes to the target per solver."""
+    b_run = before["sizes"].get(name)
+    if b_run is None:
+        return f"**{name}, before → after**: no {name} in the --before-json file\n"
+    a_run = after["sizes"][name]
+    b_opts, a_opts = before["environment"]["options"], after["environment"]["options"]
+    target = a_opts["target"]
+    differ = [
+        f"{key} {b_opts.get(key)} → {a_opts.get(key)}"
+        for key in COMPARED_SETTINGS
+        if b_opts.get(key) != a_opts.get(key)
+    ]
+    f_diff = (a_run["f_star"] - b_run["f_star"]) / abs(b_run["f_star"])
+    head = (
+        f"**{name}, before → after**: before = {_source(before['environment'])}; after = "
+        f"{_source(after['environment'])}; f* {b_run['f_star']:.12g} → "
+        f"{a_run['f_star']:.12g} (relative change {f_diff:.1e})"
+        f"{'; SETTINGS DIFFER: ' + ', '.join(differ) if differ else '; same settings'}\n"
+    )
+    header = ["solver", f"passes to {target:g} before", "after", "before / after"]
+    rows = []
+    for row in ROWS:
+        b, a = b_run["solvers"].get(row), a_run["solvers"].get(row)
+        if b is None and a is None:
+            continue
+        label = _label(row, a_run, a)
+        if row in ("lrdask gd", "lrdask agd") and b and a and "alpha" in b and "alpha" in a:
+            before_alpha, after_alpha = _alpha_text(b_run, b), _alpha_text(a_run, a)
+            if before_alpha != after_alpha:
+                label = f"{row} (α = {before_alpha} → {after_alpha})"
+        rows.append([label, _passes_cell(b), _passes_cell(a), _ratio(b, a)])
+    notes = [
+        line.replace("Passes not", f"{when}: passes not")
+        for when, run in (("Before", b_run), ("After", a_run))
+        for line in _unreported_passes(run["solvers"])
+        if line
+    ]
+    return "\n".join([head, markdown_table(header, rows), *(["", *notes] if notes else [])])
+
+
 # ---- main --------------------------------------------------------------------------------------
+def _alpha(text: str) -> str:
+    """--alpha: one of ALPHA_RULES or a step size > 0 (kept as text, as given)."""
+    if text in ALPHA_RULES:
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (value > 0 and np.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"{text!r}: give 1/L, 1/L_std or a number > 0")
+    return text
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="breast_cancer,large", help="breast_cancer, large")
+    parser.add_argument(
+        "--sizes", default="breast_cancer,large", help=f"comma list of {', '.join(DATA_SETS)}"
+    )
     parser.add_argument("--data-dir", default="/tmp/lrdask-bench", help="data sets live here")
     parser.add_argument("--json", metavar="PATH", help="write every number and trace here")
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
@@ -805,6 +1234,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-passes", type=int, default=5000, help="cap on any run's passes")
     parser.add_argument("--budget", type=float, default=600.0, help="seconds per run, at most")
     parser.add_argument("--tol", type=float, default=1e-10, help="lrdask's tol for every run")
+    parser.add_argument(
+        "--gtol", type=float, help="lrdask's gtol for every run (default: lrdask's own)"
+    )
+    parser.add_argument(
+        "--alpha",
+        type=_alpha,
+        default="1/L",
+        help="gd/agd step: 1/L (L of ∇F on the features as stored), 1/L_std (L of F in "
+        "standardized variables) or a number",
+    )
+    parser.add_argument(
+        "--before-json", metavar="PATH", help="a --json of an earlier run: add before/after"
+    )
+    parser.add_argument(
+        "--load-json",
+        metavar="PATH",
+        action="append",
+        help="report this saved --json instead of running; repeated: merge the runs "
+        "(with --json: write the merged file)",
+    )
+    parser.add_argument(
+        "--solvers",
+        default=",".join(SOLVER_NAMES),
+        help=f"lrdask solvers to run, comma list of {', '.join(SOLVER_NAMES)}",
+    )
     args = parser.parse_args(argv)
     args.sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     unknown = [s for s in args.sizes if s not in DATA_SETS]
@@ -812,15 +1266,102 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"unknown size(s) {unknown}; choose from {list(DATA_SETS)}")
     if min(args.workers, args.rows_scale, args.l2, args.target, args.max_passes) <= 0:
         parser.error("--workers, --rows-scale, --l2, --target, --max-passes must be positive")
+    if args.gtol is not None and args.gtol < 0:
+        parser.error("--gtol must be ≥ 0")
+    solvers = [s.strip() for s in args.solvers.split(",") if s.strip()]
+    unknown = [s for s in solvers if s not in SOLVER_NAMES]
+    if unknown:
+        parser.error(f"unknown solver(s) {unknown}; choose from {list(SOLVER_NAMES)}")
+    args.solvers = [SOLVER_NAMES[s] for s in solvers]
     return args
+
+
+def merge_outputs(outputs: list[dict], paths: list[str]) -> dict:
+    """Saved runs of the same lrdask as one: data sets from all of them; for a data set in
+    several, each later file's rows replace the earlier ones, except rows it did not run
+    (``--solvers``). So a run of a few solvers with other caps can complete a full run."""
+    outputs = copy.deepcopy(outputs)
+    for output in outputs:  # files written before rows recorded their own α rule
+        for run in output["sizes"].values():
+            for r in run["solvers"].values():
+                if "alpha" in r and "alpha_rule" not in r:
+                    r["alpha_rule"] = run.get("alpha_rule", "1/L")
+    merged = outputs[0]
+    if len(outputs) == 1:
+        return merged
+    sources = {json.dumps(o["environment"].get("lrdask_source"), sort_keys=True) for o in outputs}
+    if len(sources) > 1:
+        raise SystemExit(f"{', '.join(paths)}: runs of different lrdask sources, not merged")
+    merged["merged_from"] = [
+        {"path": path, "options": o["environment"]["options"], "wall_seconds": o["wall_seconds"]}
+        for path, o in zip(paths, outputs, strict=True)
+    ]
+    for other in outputs[1:]:
+        for name, run in other["sizes"].items():
+            if name not in merged["sizes"]:
+                merged["sizes"][name] = run
+                continue
+            mine = merged["sizes"][name]
+            f_diff = abs(run["f_star"] - mine["f_star"]) / abs(mine["f_star"])
+            if f_diff > 1e-12:
+                raise SystemExit(f"{name}: f* differs by {f_diff:.1e} between the runs")
+            mine["solvers"].update(
+                {row: r for row, r in run["solvers"].items() if not r.get("not_run")}
+            )
+            mine["newton_cross_check"] = mine["solvers"]["lrdask newton"].get("final_gap")
+        merged["wall_seconds"] += other["wall_seconds"]
+    return merged
+
+
+def _read_json(path: str) -> dict:
+    with open(path) as fh:
+        data = json.load(fh)
+    if "sizes" not in data or "environment" not in data:
+        raise SystemExit(f"{path}: not a --json file of bench_solvers.py")
+    return data
+
+
+def print_report(output: dict, before: dict | None) -> None:
+    env = output["environment"]
+    target = env["options"]["target"]
+    contention = output["contention"]
+    share = contention["other_cpu_seconds"] / max(contention["available_cpu_seconds"], 1e-9)
+    workers = output.get("worker_lrdask")
+    merged = output.get("merged_from")
+    if merged:
+        print(f"Merged from {', '.join(m['path'] for m in merged)} (the first one's header):")
+    print(
+        f"{_source(env)}{' (workers: ' + ', '.join(workers) + ')' if workers else ''}, "
+        f"{env['workers']} workers × 1 thread on {env['cores']} cores "
+        f"({env['cpu']}); scikit-learn {env['sklearn']}, dask-ml {env['dask_ml']}, dask "
+        f"{env['dask']}; load average at start {env['load_average_at_start'][0]:.2f}, at end "
+        f"{output['load_average_at_end'][0]:.2f}; other processes used "
+        f"{contention['other_cpu_seconds']:.0f} of {contention['available_cpu_seconds']:.0f} "
+        f"CPU-seconds ({share:.0%}){': timings unreliable' if share > 0.05 else ''}\n"
+    )
+    for name in output["sizes"]:
+        print(report(output["sizes"][name], target) + "\n")
+        if before is not None:
+            print(comparison(name, before, output) + "\n")
+    print(f"wall time: {output['wall_seconds']:.0f} s")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    before = _read_json(args.before_json) if args.before_json else None
+    if args.load_json:
+        output = merge_outputs([_read_json(path) for path in args.load_json], args.load_json)
+        print_report(output, before)
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump(output, fh, indent=1, default=float)
+            log(f"wrote {args.json}")
+        return 0
     started = time.perf_counter()
     output: dict = {"environment": environment(args), "sizes": {}}
     contention: dict = {}
     with connect(workers=args.workers) as client, other_cpu_usage(contention):
+        output["worker_lrdask"] = sorted(set(client.run(_worker_lrdask).values()))
         for name in args.sizes:
             others: dict = {}
             with other_cpu_usage(others):
@@ -829,19 +1370,7 @@ def main(argv: list[str] | None = None) -> int:
     output["contention"] = contention
     output["wall_seconds"] = time.perf_counter() - started
     output["load_average_at_end"] = os.getloadavg()
-    env = output["environment"]
-    share = contention["other_cpu_seconds"] / max(contention["available_cpu_seconds"], 1e-9)
-    print(
-        f"lrdask {env['lrdask']}, {args.workers} workers × 1 thread on {env['cores']} cores "
-        f"({env['cpu']}); scikit-learn {env['sklearn']}, dask-ml {env['dask_ml']}, dask "
-        f"{env['dask']}; load average at start {env['load_average_at_start'][0]:.2f}, at end "
-        f"{output['load_average_at_end'][0]:.2f}; other processes used "
-        f"{contention['other_cpu_seconds']:.0f} of {contention['available_cpu_seconds']:.0f} "
-        f"CPU-seconds ({share:.0%}){': timings unreliable' if share > 0.05 else ''}\n"
-    )
-    for name in args.sizes:
-        print(report(output["sizes"][name], args.target) + "\n")
-    print(f"wall time: {output['wall_seconds']:.0f} s")
+    print_report(output, before)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(output, fh, indent=1, default=float)

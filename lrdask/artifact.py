@@ -52,7 +52,9 @@ def to_dict(model) -> dict:
             "stop_reason": stop_reason(model),
             "grad_max": float(getattr(model, "grad_max_", float("nan"))),
             "separated": bool(getattr(model, "separated_", False)),
-            "columns": _column_doc(getattr(model, "column_report_", None)),
+            "columns": _column_doc(
+                getattr(model, "column_report_", None), bool(model.l1 or model.l2)
+            ),
             "timings": getattr(model, "timings_", {}),
             "final_cost": float(model.loss_history_[-1]),
             "grad_norm": float(model.grad_norm_),
@@ -73,10 +75,10 @@ def to_dict(model) -> dict:
     }
 
 
-def _column_doc(report) -> dict | None:
+def _column_doc(report, penalized: bool) -> dict | None:
     if report is None:
         return None
-    return {**report.to_dict(), "hint": report.message() if report else ""}
+    return {**report.to_dict(), "hint": report.message(penalized) if report else ""}
 
 
 def _scaling_doc(scaling) -> dict | None:

@@ -750,6 +750,8 @@ def main() -> None:
     the checkpoint stays, and the exit code is 143.
     """
     signal.signal(signal.SIGTERM, _terminated)
+    # a step that overflows is reported as "diverged" in one line, not as NumPy warnings
+    np.seterr(over="ignore", invalid="ignore", divide="ignore")
     try:
         cli.main(prog_name="lrdask", standalone_mode=False)
     except click.UsageError as exc:

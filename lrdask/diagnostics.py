@@ -1,6 +1,7 @@
-"""Column diagnostics on the driver: constant and collinear columns, found from the
-weighted Gram matrix of [x, 1] that one Newton-kernel pass at θ = 0 sums (Newton's own
-first pass; for other solvers one extra pass when there are few enough columns).
+"""Column diagnostics on the driver: constant columns from the moments pass, collinear
+ones from the weighted Gram matrix of the centred [x − μ, 1] that one Newton-kernel pass at
+θ = 0 sums (one extra pass, for other solvers than Newton when there are few enough
+columns).
 
 A constant (or all-zero) column is collinear with the intercept; a set of collinear
 columns (a height in cm and in inches) leaves the coefficients without a unique value,
@@ -36,24 +37,30 @@ class ColumnReport:
             "collinear": [{"column": c, "with": self.partners.get(c, [])} for c in self.collinear],
         }
 
-    def message(self) -> str:
+    def message(self, penalized: bool = False) -> str:
         parts = []
         if self.constant:
             parts.append(f"constant column(s) {', '.join(self.constant)}")
         for name in self.collinear:
             others = ", ".join(self.partners.get(name, [])) or "other columns"
             parts.append(f"column {name} is a linear combination of {others}")
+        if penalized:  # the penalty makes the coefficients unique: say what they get
+            return "; ".join(parts) + ": the penalty shares the weight among them"
         return (
             "; ".join(parts) + ": their coefficients are not unique (predictions are); "
             "drop them with --exclude, or add --l2 for unique coefficients"
         )
 
 
-def dependent_columns(gram: np.ndarray, names: list[str]) -> ColumnReport:
+def dependent_columns(
+    gram: np.ndarray, names: list[str], constant: np.ndarray | None = None
+) -> ColumnReport:
     """Constant and linearly dependent columns from G = Σ s·[x; 1][x; 1]ᵀ (intercept last,
-    any positive row weights s). Columns are centred and scaled to unit variance, then a
-    QR factorisation with column pivoting finds the numerical rank; the columns it puts
-    past the rank depend on the others."""
+    any positive row weights s; best of centred columns, see ``centered_gram``).
+    ``constant`` marks the constant columns when the caller knows them (from the stable
+    moments pass); else a column whose variance is below 1e-9 of its mean square is.
+    The others are scaled to unit variance, then a QR factorisation with column pivoting
+    finds the numerical rank; the columns it puts past the rank depend on the others."""
     from scipy.linalg import qr
 
     f = len(names)
@@ -63,8 +70,10 @@ def dependent_columns(gram: np.ndarray, names: list[str]) -> ColumnReport:
     mean = gram[:f, f] / total
     cov = gram[:f, :f] / total - np.outer(mean, mean)
     var = np.diag(cov).copy()
-    scale = np.maximum(np.abs(np.diag(gram[:f, :f]) / total), 1e-300)
-    constant = var <= _RELATIVE * scale
+    if constant is None:
+        scale = np.maximum(np.abs(np.diag(gram[:f, :f]) / total), 1e-300)
+        constant = var <= _RELATIVE * scale
+    constant = np.asarray(constant, dtype=bool) | ~(var > 0)
     report = ColumnReport(constant=[names[j] for j in np.flatnonzero(constant)])
     keep = np.flatnonzero(~constant)
     if len(keep) < 2:
@@ -83,29 +92,78 @@ def dependent_columns(gram: np.ndarray, names: list[str]) -> ColumnReport:
     return report
 
 
-def column_report(blocks, encoding, solver: str) -> ColumnReport | None:
+def centered_gram(X, y, w, b, sample_weight=None, codes=None, *, center: np.ndarray, **_):
+    """Newton's sums at θ = 0 of the centred columns x − μ (a kernel: runs on a worker).
+    Centring first keeps the Gram matrix exact for columns far from 0 (a timestamp
+    1.7e9 ± 500, a year): Σx² − (Σx)²/m would cancel most of their digits."""
+    from lrdask.kernels import BLOCK_ROWS, newton_sums
+
+    total = None
+    for start in range(0, X.shape[0], BLOCK_ROWS):
+        stop = start + BLOCK_ROWS
+        block = np.asfortranarray(np.asarray(X[start:stop], dtype=np.float64) - center)
+        part = newton_sums(
+            block,
+            y[start:stop],
+            w,
+            b,
+            sample_weight=None if sample_weight is None else sample_weight[start:stop],
+            codes=None if codes is None else codes[start:stop],
+        )
+        total = part if total is None else total.merge(part)
+    return total
+
+
+def column_report(blocks, encoding, solver: str, scaling=None) -> ColumnReport | None:
     """One Gram pass at θ = 0 over the loaded blocks, for Newton (whatever the width: it
     sums a Hessian every pass anyway) and for other solvers up to
-    ``DIAGNOSE_MAX_FEATURES`` coefficients; None when skipped."""
+    ``DIAGNOSE_MAX_FEATURES`` coefficients; None when skipped. With ``scaling`` (the
+    moments pass's ``objective.Scaling``) the columns are centred first and its constant
+    columns are the constant ones."""
+    import functools
+
     from lrdask.kernels import newton_sums
 
     width = encoding.n_features
     if solver != "newton" and width > DIAGNOSE_MAX_FEATURES:
         return None
-    sums = blocks.partial_sums(np.zeros(width), 0.0, kernel=newton_sums)
-    return dependent_columns(sums.hessian, encoding.feature_names)
+    if scaling is None:
+        sums = blocks.partial_sums(np.zeros(width), 0.0, kernel=newton_sums)
+        return dependent_columns(sums.hessian, encoding.feature_names)
+    kernel = functools.partial(centered_gram, center=scaling.mean[: encoding.n_numeric])
+    sums = blocks.partial_sums(np.zeros(width), 0.0, kernel=kernel)
+    return dependent_columns(sums.hessian, encoding.feature_names, scaling.constant)
 
 
-def separated(blocks, coef, intercept, multinomial: bool) -> bool:
-    """True when the model classifies every training row correctly: the data are
-    separable and the unpenalized optimum is at infinity (statsmodels' perfect-prediction
-    check). ``coef`` as the objective gives it: (f,) or (f, K). One scoring pass."""
+def separated(blocks, coef, intercept, multinomial: bool, loss_at=None, cost=None) -> str:
+    """Why the training data have no finite unpenalized optimum, or "" when nothing says so.
+
+    Two tests: the model classifies every training row correctly (statsmodels'
+    perfect-prediction check; one scoring pass); or, at a *converged* point (``cost``, the
+    mean loss there, with ``loss_at(coef, intercept)`` one pass of the run's own loss), the
+    loss still falls when the coefficients and intercepts are doubled, J(2θ) < J(θ). At a
+    finite optimum J(tθ) has its minimum at t = 1, so that cannot happen; on (quasi-)
+    separable data the loss falls toward 0 along the ray, which a loose ``gtol`` stops on
+    while a few rows near the boundary are still misclassified. ``coef`` as the objective
+    gives it: (f,) or (f, K)."""
     from lrdask.evaluation import evaluation_sums, multiclass_evaluation_sums
 
     if multinomial:
         kernel = multiclass_evaluation_sums
         sums = blocks.partial_sums(np.asarray(coef), intercept, kernel=kernel)
-        return int(np.trace(sums.confusion)) == int(sums.confusion.sum())
-    sums = blocks.partial_sums(coef, intercept, kernel=evaluation_sums)
-    (tn, fp), (fn, tp) = sums.confusion.tolist()
-    return fp == 0 and fn == 0
+        perfect = int(np.trace(sums.confusion)) == int(sums.confusion.sum())
+    else:
+        sums = blocks.partial_sums(coef, intercept, kernel=evaluation_sums)
+        (tn, fp), (fn, tp) = sums.confusion.tolist()
+        perfect = fp == 0 and fn == 0
+    if perfect:
+        return "every training row is classified correctly"
+    if loss_at is None or cost is None:
+        return ""
+    doubled = float(loss_at(2.0 * np.asarray(coef), 2.0 * np.asarray(intercept)))
+    if doubled < cost - 4 * np.finfo(float).eps * abs(cost):
+        return (
+            f"the loss keeps falling as the coefficients grow: {doubled:.6g} at twice the "
+            f"coefficients against {cost:.6g}"
+        )
+    return ""

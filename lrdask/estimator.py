@@ -251,10 +251,14 @@ class LogisticRegression:
                 timings["load"] = time.time() - started - timings["profile"]
                 log.info("data profiled in %.1fs and loaded in %.1fs", *timings.values())
                 summarize(reports, log, unseen=False)
-                self.column_report_ = column_report(blocks, encoding, self.solver)
-                if self.column_report_:
-                    log.warning("%s", self.column_report_.message())
                 objective = self._objective(blocks, encoding, counts)
+                self.column_report_ = column_report(
+                    blocks, encoding, self.solver, objective.scaling
+                )
+                if self.column_report_:
+                    penalized = bool(self.l1 or self.l2)
+                    log.warning("%s", self.column_report_.message(penalized))
+                self._check_float32(objective.scaling, encoding)
                 totals = class_totals(reports)
                 if self.class_weights_ is not None:
                     totals = [t * w for t, w in zip(totals, self.class_weights_, strict=True)]
@@ -269,11 +273,20 @@ class LogisticRegression:
                 timings["solve"] = time.time() - solving
                 if monitor is not None:
                     self.validation_metrics_ = monitor.final_metrics(state)
-                self.separated_ = False
+                separation = ""
                 if not (self.l1 or self.l2) and state.status != DIVERGED:
                     coef, intercept = objective.to_model(state.params)
                     multinomial = encoding.family == "multinomial"
-                    self.separated_ = separated(blocks, coef, intercept, multinomial)
+                    converged = state.status == CONVERGED
+                    separation = separated(
+                        blocks,
+                        coef,
+                        intercept,
+                        multinomial,
+                        loss_at=lambda c, b: objective.run_pass(c, b)[0],
+                        cost=state.loss_history[-1] if converged else None,
+                    )
+                self.separated_ = bool(separation)
             finally:
                 for held_blocks in held:
                     held_blocks.release()
@@ -283,11 +296,12 @@ class LogisticRegression:
             raise NotConvergedError(self.stop_reason_ + "; no model")
         if self.separated_:
             self.stop_reason_ += (
-                "; the data are separable (every training row is classified correctly): "
-                "there is no finite optimum, and the coefficients grow as gtol shrinks; "
-                "add --l2 for a finite model"
+                f"; the data are separable ({separation}): there is no finite optimum, and "
+                "the coefficients grow as gtol shrinks; add --l2 for a finite model"
             )
-            log.warning("the training data are separable: no finite optimum; add --l2")
+            log.warning(
+                "the training data are separable (%s): no finite optimum; add --l2", separation
+            )
         self.n_rows_ = sum(r.rows for r in reports)
         self.n_partitions_ = len(reports)
         self.data_source_ = source.description
@@ -343,6 +357,25 @@ class LogisticRegression:
             return blocks.partial_sums(coef, intercept, kernel=kernel).mean()
 
         return Objective(run_pass, layout, scaling, self.l2, self._coordinates())
+
+    def _check_float32(self, scaling: Scaling, encoding: Encoding) -> None:
+        """float32 storage keeps ~7 significant digits, and the kernel computes x·w in
+        float32: a column far from 0 relative to its spread (a timestamp 1.7e9 ± 500)
+        loses its variation there, and no solver can converge. Say so."""
+        if self.dtype != "float32":
+            return
+        numeric = encoding.n_numeric
+        mean, scale = np.abs(scaling.mean[:numeric]), scaling.scale[:numeric]
+        lossy = np.flatnonzero(~scaling.constant[:numeric] & (mean > 1e3 * scale))
+        if lossy.size:
+            names = ", ".join(encoding.feature_names[j] for j in lossy[:5])
+            log.warning(
+                "column(s) %s lie far from 0 relative to their spread (|mean|/std up to "
+                "%.3g): float32 arithmetic keeps about 7 digits and loses most of their "
+                "variation; use --dtype float64 or centre them",
+                names,
+                float(np.max(mean[lossy] / scale[lossy])),
+            )
 
     def _coordinates(self) -> str:
         """Where the solver works: standardized features with ``standardize``; else every
@@ -569,8 +602,7 @@ class LogisticRegression:
 
     def _training_metrics(self, state: SolverState, objective: Objective) -> dict:
         """The final objective, the mean log loss inside it, and held-out metrics if any."""
-        theta = state.params[objective.penalized]
-        penalty = 0.5 * self.l2 * float(theta @ theta) + self.l1 * float(np.abs(theta).sum())
+        penalty = objective.penalty(state.params, self.l1)
         final = state.loss_history[-1]
         summary = {"objective": final, "train_log_loss": final - penalty}
         if getattr(self, "validation_metrics_", None):
@@ -584,22 +616,26 @@ class LogisticRegression:
         if state.status == CONVERGED:
             return f"converged: max |gradient| = {g:.3g} ≤ gtol={self.gtol:g}"
         if state.status == STALLED:
+            changed = f"the objective changed by at most tol={self.tol:g}"
             if self._coordinates() == ORIGINAL:
                 hint = (
-                    "the steps are too small for the scales of the features: pass "
-                    "--line-search or --standardize, or use --solver lbfgs/newton"
+                    "the steps are too small for the scales of the features: raise --alpha, "
+                    "or pass --line-search or --standardize, or use --solver lbfgs/newton"
+                )
+            elif self.solver == "agd" and not self.line_search:
+                hint = (
+                    "raise --alpha (agd steps in standardized units: about 1 suits most "
+                    "data) or pass --line-search"
                 )
             elif self.tol > 0:
                 hint = "lower --tol (0 turns this rule off), or use --solver newton"
             else:
+                changed = "the line search could not lower the objective any further"
                 hint = (
                     "the objective stopped changing within its rounding, so this solver "
                     "cannot verify a smaller gradient here: raise --gtol or use --solver newton"
                 )
-            return (
-                f"stalled: the objective changed by at most tol={self.tol:g} but max "
-                f"|gradient| = {g:.3g} > gtol={self.gtol:g}; {hint}"
-            )
+            return f"stalled: {changed} but max |gradient| = {g:.3g} > gtol={self.gtol:g}; {hint}"
         if state.status == DIVERGED:
             return (
                 f"diverged: the objective rose from {history[0]:.6g} to {history[-1]:.6g}; "

@@ -84,7 +84,9 @@ class Scaling:
     @classmethod
     def from_moments(cls, moments: MomentSums, ddof: int = 0) -> Scaling:
         std = np.sqrt(moments.variance(ddof))
-        constant = ~(std > 1e-12 * np.maximum(np.abs(moments.mean), 1.0))
+        # constant: every value the same up to the rounding of the mean itself (16 ulps);
+        # a real spread, even 4 around 1e13, is kept
+        constant = ~(std > 16 * np.finfo(float).eps * np.abs(moments.mean))
         return cls(moments.mean, np.where(constant, 1.0, std), constant)
 
     def _column(self, values: np.ndarray, coef) -> np.ndarray:
@@ -210,6 +212,15 @@ class Objective:
             grad[mask] += self.l2 * theta[mask]
             hessian = [_ridged(h, mask, self.l2) for h in hessian]
         return (cost, grad, *hessian)
+
+    def penalty(self, theta: np.ndarray, l1_strength: float = 0.0) -> float:
+        """(λ/2)‖coef‖² + λ₁‖coef‖₁ of the problem at the solver's θ: on the standardized
+        coefficients with ``STANDARDIZED``, else on the original ones."""
+        if self.coordinates == STANDARDIZED:
+            coef = theta[self.penalized]
+        else:
+            coef = np.ravel(self.to_model(theta)[0])
+        return 0.5 * self.l2 * float(coef @ coef) + l1_strength * float(np.abs(coef).sum())
 
     def l1_penalty(self, strength: float) -> L1Penalty:
         """λ₁·‖coef‖₁ of the problem, written in the solver's coordinates."""

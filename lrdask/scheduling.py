@@ -278,7 +278,8 @@ def fold_block(kernel: Callable, block: Block, w, b):
         extra["sample_weight"] = block.weight
     if block.codes is not None:
         extra["codes"] = block.codes
-    return kernel(block.X, block.y, w, b, **extra)
+    with np.errstate(all="ignore"):  # overflow shows as a non-finite sum the driver acts on
+        return kernel(block.X, block.y, w, b, **extra)
 
 
 def merge_sums(*parts):

@@ -67,6 +67,7 @@ class SolverState:
     status: str = ""  # "", CONVERGED, STALLED, MAX_ITER or DIVERGED
     cost_increased_at: int | None = None
     step: float | None = None  # the line search's last accepted step
+    step_settled: bool = False  # the line search has had to shorten a step at least once
     anchor: np.ndarray | None = None  # agd: the last proximal iterate x (params holds y)
     momentum: float = 1.0  # agd: FISTA's t_k
     validation_history: list[list[float]] = field(default_factory=list)  # [iteration, cost]
@@ -193,11 +194,16 @@ def gradient_descent(
     while True:
         if accelerate:  # what a continuation (or a checkpoint) needs besides y
             state.anchor, state.momentum = x.copy(), momentum
-        _record(state, y, cost + l1.value(y), grad, measure, rule, callback, accelerate)
+        # while a line search is still growing its step from a small α, a small gain in
+        # the objective says the step is small, not that the run stalled
+        growing = line_search and not state.step_settled
+        active = StopRule(0.0, rule.gtol) if growing else rule
+        _record(state, y, cost + l1.value(y), grad, measure, active, callback, accelerate)
         if state.status or state.n_iter >= max_iter:
             return _finish(state)
         if line_search:
-            x_new, trial, step = _backtrack(evaluate, y, cost, grad, step, l1)
+            x_new, trial, step, cut = _backtrack(evaluate, y, cost, grad, step, l1)
+            state.step_settled = state.step_settled or cut
         else:
             x_new, trial = l1.prox(y - step * grad, step), None
         state.n_iter += 1
@@ -228,7 +234,8 @@ def _finish(state: SolverState) -> SolverState:
     """The final status: converged/stalled as noted, else max_iter; diverged when the
     objective ended above where it started."""
     history = state.loss_history
-    rose = len(history) > 1 and not history[-1] <= history[0]  # NaN counts as a rise
+    slack = 4 * np.finfo(float).eps * abs(history[0]) if history else 0.0  # rounding is no rise
+    rose = len(history) > 1 and not history[-1] <= history[0] + slack  # NaN counts as a rise
     if state.status != CONVERGED and rose:
         state.status = DIVERGED
     elif not state.status:
@@ -237,7 +244,8 @@ def _finish(state: SolverState) -> SolverState:
 
 
 def _backtrack(evaluate, y, cost, grad, step, l1):
-    """One backtracking line search from ``y``: (accepted point, its (J, ∇J), its step).
+    """One backtracking line search from ``y``: (accepted point, its (J, ∇J), its step,
+    whether it had to shorten the step).
 
     The test is the sufficient decrease above; once the decrease is within the rounding
     of J (near the optimum J cannot tell a good step from a bad one) the step must also
@@ -245,19 +253,21 @@ def _backtrack(evaluate, y, cost, grad, step, l1):
     Lipschitz estimate, as TFOCS does when function values are inaccurate)."""
     step = 2.0 * step
     slack = 4 * np.finfo(float).eps * abs(cost)  # rounding in J itself is not a rise
+    cut = False
     while True:
         x = l1.prox(y - step * grad, step)
         d = x - y
         trial = evaluate(x)[:2]
         model = cost + float(grad @ d) + float(d @ d) / (2.0 * step)
         if not np.any(d):
-            return x, trial, step
+            return x, trial, step, cut
         if trial[0] <= model + slack:
             visible = cost - trial[0] > slack
             step_norm = float(np.linalg.norm(d))
             if visible or step * float(np.linalg.norm(trial[1] - grad)) <= step_norm:
-                return x, trial, step
+                return x, trial, step, cut
         step /= 2.0
+        cut = True
 
 
 def _extrapolate(x, x_new, y, momentum):
@@ -455,7 +465,7 @@ def newton_step(hessian: np.ndarray, grad: np.ndarray) -> np.ndarray:
     treated as zero), as a rank-deficient design needs."""
     from scipy.linalg import LinAlgError, cho_factor, cho_solve
 
-    scale = np.sqrt(np.maximum(np.diag(hessian), 1e-300))
+    scale = np.sqrt(np.maximum(np.diag(hessian), 1e-150))  # its outer product stays > 0
     try:
         factor = cho_factor(hessian / np.outer(scale, scale))
         diagonal = np.abs(np.diag(factor[0]))

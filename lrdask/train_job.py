@@ -150,10 +150,12 @@ def run_training(cfg: TrainConfig) -> TrainOutcome:
     _log_result(model, time.monotonic() - started)
     if cfg.fail_on_no_convergence and not (model.converged_ or model.stopped_early_):
         checkpoints.save(model.solver_state_)
-        raise NotConvergedError(
-            f"not converged ({model.stop_reason_}); no model written. Rerun with a larger "
-            "--max-iter to continue from the checkpoint, or as the reason says"
+        then = (
+            "rerun with a larger --max-iter to continue from the checkpoint"
+            if model.status_ == "max_iter"
+            else "act on the reason, then rerun"
         )
+        raise NotConvergedError(f"not converged ({model.stop_reason_}); no model written; {then}")
     withdraw_success(cfg.out, cfg.storage_options)
     location = model.save(cfg.out, cfg.storage_options)
     write_run_outputs(model, cfg.out, cfg.storage_options, cfg.params)
