@@ -86,7 +86,12 @@ class Checkpoints:
             self.save(info.state)
 
     def save(self, state: SolverState) -> None:
-        """Save the point just evaluated; its cost is recomputed on resume, so leave it out."""
+        """Save the point just evaluated; its cost is recomputed on resume, so leave it out.
+        A point with a non-finite parameter or cost is never saved: the last good
+        checkpoint stays (the solver stops such a run as diverged)."""
+        numbers = [*state.params, *state.loss_history]
+        if not np.all(np.isfinite(numbers)):
+            return
         doc = {
             "identity": self.identity,
             "n_iter": state.n_iter,

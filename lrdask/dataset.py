@@ -8,8 +8,10 @@ load. Any fsspec URL works; ``storage_options`` go to the filesystem.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from urllib.parse import unquote
@@ -17,6 +19,7 @@ from urllib.parse import unquote
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
 
 from lrdask.encoding import is_label_type, is_level_type, is_numeric_type, is_string_type
 from lrdask.errors import DataError
@@ -39,6 +42,8 @@ class Piece:
     row_groups: tuple[int, ...]
     num_rows: int
     partition: tuple[tuple[str, object], ...] = ()
+    size: int = 0  # the file's bytes and version when planned: checked at every read
+    version: str = ""
 
     def describe(self) -> str:
         first, last = self.row_groups[0], self.row_groups[-1]
@@ -339,8 +344,8 @@ def _read_footers(fs: fsspec.AbstractFileSystem, paths: list[str]) -> list[FileI
 
 def _read_footer(fs: fsspec.AbstractFileSystem, path: str) -> FileInfo:
     try:
-        info = fs.info(path)
         with fs.open(path, "rb") as fh:
+            size, version = file_identity(fs, fh, path)
             meta = pq.ParquetFile(fh).metadata
             schema = meta.schema.to_arrow_schema()
             rows = tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
@@ -349,10 +354,25 @@ def _read_footer(fs: fsspec.AbstractFileSystem, path: str) -> FileInfo:
             f"{path}: not a readable Parquet file ({first_line(exc)}); every file whose "
             "name does not start with '_' or '.' is data: remove, replace or rename it"
         ) from None
+    return FileInfo(path, schema, rows, size, version)
+
+
+def file_identity(fs: fsspec.AbstractFileSystem, fh, path: str) -> tuple[int, str]:
+    """(bytes, version) of the file that ``fh`` has open — its ETag on an object store,
+    its modification time on a disk. Taken from the open handle where the filesystem
+    allows (``os.fstat``; s3fs's ``details``, fetched when the file was opened), so it
+    describes the bytes being read, not whatever the path names a moment later."""
+    info = None
+    if isinstance(fs, LocalFileSystem):
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            st = os.fstat(fh.fileno())
+            info = {"size": st.st_size, "mtime": st.st_mtime}
+    if info is None:
+        info = getattr(fh, "details", None) or fs.info(path)
     version = next(
         (str(info[k]) for k in ("ETag", "etag", "mtime", "LastModified") if k in info), ""
     )
-    return FileInfo(path, schema, rows, int(info.get("size") or 0), version)
+    return int(info.get("size") or 0), version
 
 
 def _choose_features(
@@ -501,13 +521,17 @@ def _cut_pieces(info: FileInfo, rows_per_piece: int) -> list[Piece]:
         if n == 0:
             continue
         if groups and rows + n > rows_per_piece:
-            pieces.append(Piece(info.path, tuple(groups), rows, info.partition))
+            pieces.append(_piece(info, groups, rows))
             groups, rows = [], 0
         groups.append(index)
         rows += n
     if groups:
-        pieces.append(Piece(info.path, tuple(groups), rows, info.partition))
+        pieces.append(_piece(info, groups, rows))
     return pieces
+
+
+def _piece(info: FileInfo, groups: list[int], rows: int) -> Piece:
+    return Piece(info.path, tuple(groups), rows, info.partition, info.size, info.version)
 
 
 def group_pieces(

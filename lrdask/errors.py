@@ -2,8 +2,8 @@
 
 Exit codes are part of the job's contract with schedulers (cron, Airflow, Kubernetes):
 0 success, 2 bad input or configuration (retrying will not help), 3 cluster or
-infrastructure failure (retrying may help), 4 training did not converge (only with
-``--fail-on-no-convergence``).
+infrastructure failure, or input data that changed while the job ran (retrying may
+help), 4 training did not converge (only with ``--fail-on-no-convergence``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,13 @@ class LrdaskError(Exception):
 
 class DataError(LrdaskError):
     """The training or scoring data cannot be used as it is."""
+
+
+class DataChangedError(DataError):
+    """A file changed between planning and reading (or between two reads): a writer is at
+    work on the data set. Nothing is published; a rerun sees the new data."""
+
+    exit_code = EXIT_INFRA
 
 
 class ConfigError(LrdaskError):

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lrdask.dataset import Piece, first_line
+from lrdask.dataset import Piece, file_identity, first_line
 from lrdask.encoding import (
     MAX_CLASSES,
     Encoding,
@@ -28,7 +28,7 @@ from lrdask.encoding import (
     profile_table,
     skip_mask,
 )
-from lrdask.errors import DataError
+from lrdask.errors import DataChangedError, DataError
 
 
 @dataclass
@@ -175,18 +175,40 @@ def _read_piece(
     stored = [c for c in columns if c not in partition]
     try:
         with fs.open(piece.path, "rb") as fh:
+            _check_unchanged(piece, file_identity(fs, fh, piece.path))
             parquet = pq.ParquetFile(fh, read_dictionary=_string_columns(fh, categorical))
             table = parquet.read_row_groups(list(piece.row_groups), columns=stored)
     except (OSError, pa.ArrowException) as exc:
+        if type(exc).__name__ == "FileExpired":  # s3fs reads with If-Match on the ETag
+            _check_unchanged(piece, None, "another object under the same key")
         raise DataError(
             f"{piece.describe()}: cannot be read ({first_line(exc)}); remove or replace the file"
         ) from None
+    if table.num_rows != piece.num_rows:
+        _check_unchanged(piece, None, f"{table.num_rows} rows where it had {piece.num_rows}")
     for name in columns:  # Hive partition keys: a constant column per file
         if name in partition:
             value = partition[name]
             type_ = pa.int64() if isinstance(value, int) else pa.string()
             table = table.append_column(name, pa.array([value] * table.num_rows, type_))
     return table.select(columns)
+
+
+def _check_unchanged(piece: Piece, identity: tuple[int, str] | None, what: str = "") -> None:
+    """Stop when the file is not the one the job planned (another size or version, or
+    ``what`` differs): its rows would not be the rows the data set's fingerprint names."""
+    if identity is not None and (not piece.version or identity == (piece.size, piece.version)):
+        return
+    if not what:
+        what = (
+            f"{identity[0]} bytes, version {identity[1]}, where it had {piece.size} bytes, "
+            f"version {piece.version}"
+        )
+    raise DataChangedError(
+        f"{piece.path}: the file changed while the job ran (now {what}); the job stops "
+        "without publishing a model and keeps its checkpoint: rerun it once the data set "
+        "is complete"
+    )
 
 
 def _string_columns(fh, names: list[str]) -> list[str]:

@@ -30,7 +30,7 @@ from distributed.comm.core import CommClosedError
 from distributed.scheduler import KilledWorker
 
 from lrdask.dataset import first_line
-from lrdask.errors import ClusterError
+from lrdask.errors import ClusterError, DataChangedError
 from lrdask.kernels import log_loss_sums
 from lrdask.loading import Block, BlockReport, load_pieces, profile_piece
 from lrdask.sums import merge_all
@@ -234,20 +234,23 @@ class StreamedPieces:
         self.args = list(args)
         self.timeout = timeout
         self.shared: list[Future] = []  # data every pass reads with (``share``)
+        self.expected: list[BlockReport | None] = [None] * len(self.args)
 
     def reports(self) -> list[BlockReport]:
-        """One validating read of every piece (the load pass of the cached mode)."""
+        """One validating read of every piece (the load pass of the cached mode). Every
+        later pass checks that each piece reads as it did here."""
         futures = [
             self.client.submit(_load_report, self.load, *arg, pure=False) for arg in self.args
         ]
         with cluster_errors("reading the data", self.timeout):
             wait(futures, timeout=self.timeout)
-            return self.client.gather(futures)
+            self.expected = self.client.gather(futures)
+            return self.expected
 
     def partial_sums(self, w: np.ndarray, b: float, kernel: Callable = log_loss_sums):
         level = [
-            self.client.submit(_load_and_fold, self.load, arg, w, b, kernel, pure=False)
-            for arg in self.args
+            self.client.submit(_load_and_fold, self.load, arg, w, b, kernel, expected, pure=False)
+            for arg, expected in zip(self.args, self.expected, strict=True)
         ]
         return merge_tree(self.client, level, self.timeout)
 
@@ -262,8 +265,27 @@ def _load_report(load: Callable[..., Block], *arg) -> BlockReport:
     return load(*arg).report
 
 
-def _load_and_fold(load: Callable[..., Block], arg: tuple, w: np.ndarray, b: float, kernel):
-    return fold_block(kernel, load(*arg), w, b)
+def _load_and_fold(load: Callable[..., Block], arg: tuple, w, b, kernel, expected=None):
+    """Read, check that the piece reads as it did at the validating read (``expected``:
+    same rows, classes, missing and bad values), and fold."""
+    block = load(*arg)
+    if expected is not None and block.report != expected:
+        raise DataChangedError(
+            f"{block.report.source}: reads differently from when the job validated it "
+            f"({_difference(expected, block.report)}); the job stops without publishing a "
+            "model and keeps its checkpoint: rerun it once the data set is complete"
+        )
+    return fold_block(kernel, block, w, b)
+
+
+def _difference(before: BlockReport, after: BlockReport) -> str:
+    """The first fields in which two reports of one piece differ, in words."""
+    changed = [
+        f"{name} {getattr(before, name)!r} → {getattr(after, name)!r}"
+        for name in before.__dataclass_fields__
+        if getattr(before, name) != getattr(after, name)
+    ]
+    return "; ".join(changed[:3])
 
 
 def fold_blocks(w: np.ndarray, b: float, *blocks: Block, kernel: Callable = log_loss_sums):

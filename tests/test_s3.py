@@ -154,3 +154,23 @@ def test_storage_options_from_environment_and_bad_key(s3, tmp_path):
     )
     assert missing.returncode == 2
     assert "s3://lake/nothing-here: no such file or directory" in missing.stderr
+
+
+def test_an_object_replaced_after_planning_stops_the_fit(s3, tmp_path, one_client):
+    """The identity of an object is its ETag: an object rewritten between planning and
+    reading (labels flipped) stops the fit with one error naming it."""
+    from lrdask.dataset import plan_dataset
+    from lrdask.errors import DataChangedError
+    from lrdask.estimator import LogisticRegression
+
+    endpoint, fs = s3
+    X, y = random_problem(2000, 3, seed=44)
+    local = write_partitions(tmp_path / "data", X, y, [1000, 1000])
+    fs.put(local + "/", "lake/changing/", recursive=True)
+    options = {"endpoint_url": endpoint, "key": "testing", "secret": "testing"}
+    plan = plan_dataset("s3://lake/changing", "y", storage_options=options)
+    assert all(f.version for f in plan.files)  # ETags
+    write_partitions(tmp_path / "flipped", X, 1 - y, [1000, 1000])
+    fs.put(str(tmp_path / "flipped" / "part-001.parquet"), "lake/changing/part-001.parquet")
+    with pytest.raises(DataChangedError, match="lake/changing/part-001.parquet: the file changed"):
+        LogisticRegression(max_iter=5).fit(plan, "y", client=one_client)
