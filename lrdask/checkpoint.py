@@ -110,9 +110,8 @@ class Checkpoints:
 
     def clear(self) -> None:
         """Remove the checkpoint, and its directory if that is left empty."""
+        storage.remove(self.location, self.storage_options)
         fs, path = storage.filesystem(self.location, self.storage_options)
-        if fs.exists(path):
-            fs.rm(path)
         parent = path.rsplit("/", 1)[0]
         with contextlib.suppress(OSError):
             if fs.isdir(parent) and not fs.ls(parent):

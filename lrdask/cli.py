@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 
@@ -15,9 +16,11 @@ from click.core import ParameterSource
 from lrdask import __version__, artifact
 from lrdask.cluster import connect
 from lrdask.config import load_config, parse_pairs
-from lrdask.errors import ClusterError, ConfigError, LrdaskError
+from lrdask.dataset import first_line
+from lrdask.errors import EXIT_INTERNAL, ClusterError, ConfigError, LrdaskError
 from lrdask.estimator import LogisticRegression
 from lrdask.progress import setup_logging
+from lrdask.storage import storage_error
 from lrdask.train_job import TrainConfig, log_cluster, run_training
 
 log = logging.getLogger("lrdask")
@@ -34,7 +37,21 @@ class _Group(click.Group):
         except (OSError, TimeoutError) as exc:
             if _is_cluster_failure(exc):
                 _fail(f"the Dask cluster failed: {exc}", ClusterError.exit_code)
+            if isinstance(exc, OSError):  # one not met where it happened: still one line
+                where = exc.filename or "a file or the network"
+                error = storage_error(exc, "use", str(where))
+                _fail(str(error), error.exit_code)
             raise
+        except (click.ClickException, click.Abort, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # a bug: one line, the traceback on request
+            if os.environ.get("LRDASK_DEBUG"):
+                raise
+            _fail(
+                f"internal error ({type(exc).__name__}: {first_line(exc)}); please report "
+                "it with the command; LRDASK_DEBUG=1 shows the traceback",
+                EXIT_INTERNAL,
+            )
 
 
 def _terminated(signum, frame) -> None:

@@ -41,7 +41,9 @@ def connect(
         threads_per_worker=1,
         processes=processes,
         dashboard_address=":0",
-        silence_logs=logging.ERROR,
+        # a task that fails raises its (one-line) error in the driver; the worker's own
+        # "Compute Failed" log with the remote traceback would only repeat it
+        silence_logs=logging.ERROR if os.environ.get("LRDASK_DEBUG") else logging.CRITICAL,
     )
     try:
         with Client(cluster) as client:

@@ -3,7 +3,8 @@
 Exit codes are part of the job's contract with schedulers (cron, Airflow, Kubernetes):
 0 success, 2 bad input or configuration (retrying will not help), 3 cluster or
 infrastructure failure, or input data that changed while the job ran (retrying may
-help), 4 training did not converge (only with ``--fail-on-no-convergence``).
+help), 4 training did not converge (only with ``--fail-on-no-convergence``), 1 an
+internal error (a bug).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 EXIT_INFRA = 3
 EXIT_NOT_CONVERGED = 4
+EXIT_INTERNAL = 1  # a bug in lrdask: the one line says so
 
 
 class LrdaskError(Exception):
@@ -41,6 +43,16 @@ class ModelError(LrdaskError):
 
 class OutputExistsError(LrdaskError):
     """The output location already holds a finished artifact and --overwrite was not given."""
+
+
+class StorageError(LrdaskError):
+    """Reading or writing an output or checkpoint failed (disk full, quota, permissions,
+    a read-only filesystem). Full or over quota: exit 3 (retry once there is room);
+    not allowed: exit 2 (fix the location)."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_INFRA):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class ClusterError(LrdaskError):

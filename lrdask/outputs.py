@@ -24,9 +24,7 @@ def is_complete(out: str, storage_options: dict | None = None) -> bool:
 
 def withdraw_success(out: str, storage_options: dict | None = None) -> None:
     """Remove the marker before replacing a run's files."""
-    fs, path = storage.filesystem(storage.join(out, SUCCESS_FILE), storage_options)
-    if fs.exists(path):
-        fs.rm(path)
+    storage.remove(storage.join(out, SUCCESS_FILE), storage_options)
 
 
 def write_run_outputs(

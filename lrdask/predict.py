@@ -8,6 +8,7 @@ output location holds either complete predictions or nothing new.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import uuid
@@ -26,6 +27,7 @@ from lrdask.errors import DataError, OutputExistsError
 from lrdask.loading import BlockReport, check_reports, load_piece, summarize
 from lrdask.outputs import SUCCESS_FILE
 from lrdask.scheduling import cluster_errors, share
+from lrdask.storage import storage_errors
 
 log = logging.getLogger("lrdask")
 
@@ -55,7 +57,8 @@ def write_predictions(
     shared = share(client, encoding)  # one copy per worker, not one per task
     shared_model = share(client, (np.asarray(model.coef_), model.intercept_))
     staging = f"{out_path.rstrip('/')}.staging-{uuid.uuid4().hex[:8]}"
-    fs.makedirs(staging, exist_ok=True)
+    with storage_errors("create", staging):
+        fs.makedirs(staging, exist_ok=True)
     try:
         futures = client.map(
             score_piece,
@@ -73,11 +76,13 @@ def write_predictions(
             reports = client.gather(futures)
         check_reports(reports, None, training=False)
         summarize(reports, log, skipped="scored as null (a missing value)")
-        _publish(fs, staging, out_path)
-        fs.pipe_file(f"{out_path.rstrip('/')}/{SUCCESS_FILE}", b"")  # last: the files are there
+        with storage_errors("publish predictions to", out_dir):
+            _publish(fs, staging, out_path)
+            fs.pipe_file(f"{out_path.rstrip('/')}/{SUCCESS_FILE}", b"")  # last: files are there
     finally:
-        if fs.exists(staging):
-            fs.rm(staging, recursive=True)
+        with contextlib.suppress(OSError):  # best effort: the error above is the news
+            if fs.exists(staging):
+                fs.rm(staging, recursive=True)
     return sum(r.rows for r in reports)
 
 
@@ -102,7 +107,8 @@ def score_piece(
     columns = {name: block.extra.column(name) for name in keep}
     columns.update(output_columns(proba, encoding.classes, np.ndim(coef) == 2, block.incomplete))
     table = pa.table(columns)
-    with out_fs.open(f"{staging}/part-{index:05d}.parquet", "wb") as fh:
+    target = f"{staging}/part-{index:05d}.parquet"
+    with storage_errors("write predictions to", target), out_fs.open(target, "wb") as fh:
         pq.write_table(table, fh)
     return block.report
 

@@ -21,8 +21,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def lrdask(*args, env=None, timeout=300, check=True):
-    """Run the installed ``lrdask`` console command as a subprocess."""
+def lrdask(*args, env=None, timeout=300, check=True, preexec_fn=None):
+    """Run the installed ``lrdask`` console command as a subprocess (``preexec_fn`` runs
+    in the child before it starts: a umask, a resource limit)."""
     full_env = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"}
     full_env.update(env or {})
     result = subprocess.run(
@@ -31,6 +32,7 @@ def lrdask(*args, env=None, timeout=300, check=True):
         text=True,
         env=full_env,
         timeout=timeout,
+        preexec_fn=preexec_fn,
     )
     if check and result.returncode != 0:
         raise AssertionError(

@@ -1,0 +1,134 @@
+"""OS and storage errors are one line with a documented exit code, and outputs follow
+the umask (issue "safe to run unattended", kind 4).
+
+The kind: any write or delete of an output, checkpoint or prediction file whose OS error
+escaped as a traceback or was mistaken for something else (a full disk reported as a lost
+cluster). Every such call goes through ``lrdask.storage`` (``storage_errors``), and the
+CLI turns any OSError that still escapes into the same one line. A full disk is simulated
+for real processes with a file-size limit (RLIMIT_FSIZE: writes past it fail with EFBIG,
+as they fail with ENOSPC on a full disk, and Python ignores the SIGXFSZ signal).
+"""
+
+import errno
+import os
+import resource
+import stat
+
+import numpy as np
+import pytest
+from conftest import random_problem, write_partitions
+from procs import lrdask
+
+from lrdask.errors import EXIT_BAD_INPUT, EXIT_INFRA, StorageError
+from lrdask.storage import storage_error, storage_errors
+
+TABLE = [
+    (errno.ENOSPC, EXIT_INFRA, "free space there"),
+    (errno.EDQUOT, EXIT_INFRA, "free space there"),
+    (errno.EFBIG, EXIT_INFRA, "free space there"),
+    (errno.EACCES, EXIT_BAD_INPUT, "make it writable"),
+    (errno.EPERM, EXIT_BAD_INPUT, "make it writable"),
+    (errno.EROFS, EXIT_BAD_INPUT, "make it writable"),
+    (errno.EIO, EXIT_INFRA, "check the storage"),
+    (None, EXIT_INFRA, "check the storage"),
+]
+
+
+@pytest.mark.parametrize(("code", "exit_code", "hint"), TABLE)
+def test_every_os_error_becomes_one_line_with_its_exit_code(code, exit_code, hint):
+    exc = OSError(code, os.strerror(code)) if code else OSError("socket closed\nmore")
+    error = storage_error(exc, "write", "/out/model.json")
+    assert isinstance(error, StorageError) and error.exit_code == exit_code
+    text = str(error)
+    assert text.startswith("cannot write /out/model.json: ") and hint in text
+    assert "\n" not in text
+    with pytest.raises(StorageError) as raised, storage_errors("write", "/x"):
+        raise exc
+    assert raised.value.exit_code == exit_code
+
+
+def limit_file_size(limit):
+    def apply():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+@pytest.fixture
+def data(tmp_path):
+    X, y = random_problem(3000, 3, seed=51)
+    return write_partitions(tmp_path / "data", X, y, [1000] * 3)
+
+
+def test_a_full_disk_while_writing_the_model_is_exit_3_and_one_line(tmp_path, data):
+    out = tmp_path / "m"
+    result = lrdask(
+        "train",
+        data,
+        "--label",
+        "y",
+        "--out",
+        out,
+        "--max-iter",
+        5,
+        "--workers",
+        1,
+        preexec_fn=limit_file_size(600),
+        check=False,
+    )
+    assert result.returncode == 3, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"lrdask: error: cannot write {out}/") and "File too large" in last
+    assert "free space there" in last and "Traceback" not in result.stderr
+    assert not (out / "_SUCCESS").exists()
+
+
+def test_a_full_disk_while_writing_predictions_is_not_a_lost_cluster(tmp_path, data):
+    lrdask("train", data, "--label", "y", "--out", tmp_path / "m", "--max-iter", 5, "--workers", 1)
+    out = tmp_path / "p"
+    result = lrdask(
+        "predict",
+        tmp_path / "m",
+        data,
+        "--out",
+        out,
+        "--workers",
+        1,
+        preexec_fn=limit_file_size(2000),
+        check=False,
+    )
+    assert result.returncode == 3, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "cannot write predictions to" in last and "File too large" in last
+    assert "lost the Dask cluster" not in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027, 0o077])
+def test_outputs_follow_the_umask(tmp_path, data, mask):
+    out, scores = tmp_path / "m", tmp_path / "p"
+    common = {"preexec_fn": lambda: os.umask(mask)}
+    lrdask(
+        "train",
+        data,
+        "--label",
+        "y",
+        "--out",
+        out,
+        "--max-iter",
+        3,
+        "--workers",
+        1,
+        "--checkpoint-every",
+        1,
+        "--fail-on-no-convergence",
+        check=False,
+        **common,
+    )
+    lrdask("train", data, "--label", "y", "--out", out, "--max-iter", 3, "--workers", 1, **common)
+    lrdask("predict", out, data, "--out", scores, "--workers", 1, **common)
+    files = [out / "model.json", out / "metrics.json", out / "_SUCCESS", out / "loss_curve.png"]
+    files += sorted(scores.glob("*.parquet"))
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask, path
+    assert np.all([stat.S_IMODE(p.stat().st_mode) == 0o777 & ~mask for p in (out, scores)])
