@@ -45,6 +45,10 @@ class OutputExistsError(LrdaskError):
     """The output location already holds a finished artifact and --overwrite was not given."""
 
 
+class OutputLockedError(LrdaskError):
+    """Another job holds the lease on this output (``lrdask.lease``)."""
+
+
 class StorageError(LrdaskError):
     """Reading or writing an output or checkpoint failed (disk full, quota, permissions,
     a read-only filesystem). Full or over quota: exit 3 (retry once there is room);

@@ -24,6 +24,7 @@ from lrdask import kernels, storage
 from lrdask.dataset import DatasetPlan, Piece, plan_dataset
 from lrdask.encoding import Encoding
 from lrdask.errors import DataError, OutputExistsError
+from lrdask.lease import lease
 from lrdask.loading import BlockReport, check_reports, load_piece, summarize
 from lrdask.outputs import SUCCESS_FILE
 from lrdask.scheduling import cluster_errors, share
@@ -41,7 +42,13 @@ def write_predictions(
     storage_options: dict | None = None,
     overwrite: bool = False,
 ) -> int:
-    """Score every row of ``data`` into ``out_dir``; returns the number of rows written."""
+    """Score every row of ``data`` into ``out_dir``; returns the number of rows written.
+    The job holds ``out_dir``'s lease (``lrdask.lease``) while it writes."""
+    with lease(out_dir, "predict", storage_options):
+        return _write_predictions(client, model, data, out_dir, keep, storage_options, overwrite)
+
+
+def _write_predictions(client, model, data, out_dir, keep, storage_options, overwrite) -> int:
     keep = list(keep or [])
     plan = (
         data

@@ -12,14 +12,16 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 
 from lrdask import artifact, storage
 from lrdask.checkpoint import Checkpoints
 from lrdask.cluster import connect, dashboard_link
 from lrdask.dataset import plan_dataset
-from lrdask.errors import LrdaskError, NotConvergedError, OutputExistsError
+from lrdask.errors import NotConvergedError, OutputExistsError
 from lrdask.estimator import PARAMETERS, LogisticRegression
+from lrdask.lease import lease
 from lrdask.outputs import is_complete, withdraw_success, write_run_outputs
 from lrdask.progress import TrainingProgress
 
@@ -120,6 +122,11 @@ def run_training(cfg: TrainConfig) -> TrainOutcome:
             categorical=plan.categorical,
         )
     identity = model.identity_of(plan, validation, cfg.storage_options)
+    with lease(cfg.out, "train", cfg.storage_options):  # one writer per MODEL_DIR
+        return _train(cfg, model, plan, validation, identity, started)
+
+
+def _train(cfg: TrainConfig, model, plan, validation, identity, started) -> TrainOutcome:
     finished = _finished_model(cfg, identity)
     if finished is not None:
         return finished
@@ -195,15 +202,9 @@ def _finished_model(cfg: TrainConfig, identity: dict) -> TrainOutcome | None:
 
 def _check_writable(out: str, storage_options: dict) -> None:
     """Fail before training, not after, if the model cannot be written."""
-    probe = storage.join(out, ".lrdask-write-test")
-    try:
-        storage.write_bytes_atomic(probe, b"", storage_options)
-        fs, path = storage.filesystem(probe, storage_options)
-        fs.rm(path)
-    except OSError as exc:
-        raise LrdaskError(
-            f"cannot write to {out} ({exc.strerror or exc}); choose a writable --out"
-        ) from None
+    probe = storage.join(out, f".lrdask-write-test-{uuid.uuid4().hex[:8]}")
+    storage.write_bytes_atomic(probe, b"", storage_options)  # StorageError names it
+    storage.remove(probe, storage_options)
 
 
 def log_directories(plan) -> None:

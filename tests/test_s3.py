@@ -174,3 +174,19 @@ def test_an_object_replaced_after_planning_stops_the_fit(s3, tmp_path, one_clien
     fs.put(str(tmp_path / "flipped" / "part-001.parquet"), "lake/changing/part-001.parquet")
     with pytest.raises(DataChangedError, match="lake/changing/part-001.parquet: the file changed"):
         LogisticRegression(max_iter=5).fit(plan, "y", client=one_client)
+
+
+def test_the_lease_on_an_object_store_is_a_conditional_put(s3):
+    """Two jobs racing for the same S3 output: the conditional PUT (If-None-Match: *)
+    lets exactly one create the lease; the other is refused, naming the holder."""
+    from lrdask.errors import OutputLockedError
+    from lrdask.lease import lease
+
+    endpoint, _ = s3
+    options = {"endpoint_url": endpoint, "key": "testing", "secret": "testing"}
+    with lease("s3://lake/models/raced", "train", options) as mine:
+        refused = pytest.raises(OutputLockedError, match=f"pid {mine['pid']}")
+        with refused, lease("s3://lake/models/raced", "train", options):
+            pass
+    with lease("s3://lake/models/raced", "train", options):  # released: free again
+        pass
