@@ -13,7 +13,7 @@ import json
 
 import numpy as np
 
-from lrdask import __version__, storage
+from lrdask import __version__, schemas, storage
 from lrdask.encoding import Encoding, numeric_encoding
 from lrdask.errors import ModelError
 
@@ -131,8 +131,12 @@ def load(cls, model_dir: str, storage_options: dict | None = None):
         raw = storage.read_bytes(location, storage_options)
     except FileNotFoundError:
         raise ModelError(f"{location}: no model here; train one with `lrdask train`") from None
+    doc, problem = schemas.parse(raw, schemas.ModelDoc)
+    if problem:
+        raise ModelError(
+            f"{location}: not a valid lrdask model ({problem}); retrain it with `lrdask train`"
+        )
     try:
-        doc = json.loads(raw)
         return from_dict(cls, doc)
     except (ValueError, KeyError, TypeError) as exc:
         raise ModelError(

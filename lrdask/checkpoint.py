@@ -15,7 +15,7 @@ import logging
 
 import numpy as np
 
-from lrdask import storage
+from lrdask import schemas, storage
 from lrdask.artifact import strict
 from lrdask.solvers import IterationInfo, SolverState
 
@@ -50,11 +50,14 @@ class Checkpoints:
     def resume(self) -> SolverState | None:
         """The saved state if it belongs to this run; None (and a log line) otherwise."""
         try:
-            doc = json.loads(storage.read_bytes(self.location, self.storage_options))
+            raw = storage.read_bytes(self.location, self.storage_options)
         except FileNotFoundError:
             return None
-        except ValueError:
-            log.warning("ignoring unreadable checkpoint %s; starting from scratch", self.location)
+        doc, problem = schemas.parse(raw, schemas.CheckpointDoc)
+        if problem:
+            log.warning(
+                "ignoring checkpoint %s (%s); starting from scratch", self.location, problem
+            )
             return None
         if doc.get("identity") != self.identity:
             log.warning(

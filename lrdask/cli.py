@@ -173,18 +173,22 @@ def cluster_options(func):
     help="Columns to leave out when --features is not given (ids, dates, text).",
 )
 @click.option(
-    "--alpha", type=float, default=0.1, show_default=True, help="Learning rate α in w := w − α·dw."
+    "--alpha",
+    type=click.FloatRange(min=0, min_open=True),
+    default=0.1,
+    show_default=True,
+    help="Learning rate α in w := w − α·dw.",
 )
 @click.option(
     "--max-iter",
-    type=int,
+    type=click.IntRange(min=0),
     default=1000,
     show_default=True,
     help="Most iterations (updates) to apply, for every solver.",
 )
 @click.option(
     "--tol",
-    type=float,
+    type=click.FloatRange(min=0),
     default=1e-8,
     show_default=True,
     help="Stop when the objective improves by at most this much in one iteration; unless "
@@ -192,7 +196,7 @@ def cluster_options(func):
 )
 @click.option(
     "--gtol",
-    type=float,
+    type=click.FloatRange(min=0),
     default=1e-4,
     show_default=True,
     help="Converged when the largest absolute component of the objective's gradient is at "
@@ -223,7 +227,7 @@ def cluster_options(func):
 )
 @click.option(
     "--l2",
-    type=float,
+    type=click.FloatRange(min=0),
     default=0.0,
     show_default=True,
     help="L2 penalty λ: minimize J + (λ/2)·‖w‖², intercept not penalized "
@@ -231,7 +235,7 @@ def cluster_options(func):
 )
 @click.option(
     "--l1",
-    type=float,
+    type=click.FloatRange(min=0),
     default=0.0,
     show_default=True,
     help="L1 penalty λ₁: minimize J + λ₁·‖w‖₁ (sparse weights; intercept not penalized). "
@@ -412,7 +416,7 @@ def train(ctx, config_file, params, storage_pairs, **options) -> None:
     if config_file:
         known = {p.name for p in ctx.command.params} - {"config_file", "params", "storage_pairs"}
         from_file = load_config(config_file, known | {"storage_options"}, params)
-        options = _merge_config(ctx, options, from_file)
+        options = _merge_config(ctx, options, from_file, config_file)
     storage_options = {
         **(options.pop("storage_options", None) or {}),
         **_storage_options(storage_pairs),
@@ -436,16 +440,41 @@ def train(ctx, config_file, params, storage_pairs, **options) -> None:
     click.echo(outcome.location)
 
 
-def _merge_config(ctx: click.Context, options: dict, from_file: dict) -> dict:
-    """Config-file values for every option not given on the command line."""
+def _merge_config(ctx: click.Context, options: dict, from_file: dict, path: str) -> dict:
+    """Config-file values for every option not given on the command line, each checked
+    and converted by the same click type (and range) as its flag: one schema for both."""
+    params = {p.name: p for p in ctx.command.params}
     merged = dict(options)
     for key, value in from_file.items():
-        if key == "storage_options" or ctx.get_parameter_source(key) in (
+        if key != "storage_options" and ctx.get_parameter_source(key) not in (
             ParameterSource.DEFAULT,
             None,
         ):
-            merged[key] = value
+            continue
+        merged[key] = _config_value(ctx, params.get(key), key, value, path)
     return merged
+
+
+def _config_value(ctx: click.Context, param, key: str, value, path: str):
+    """A config file's ``value`` as the flag's type makes it; a one-line error otherwise."""
+    if key == "storage_options":
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: storage_options must be a table of KEY = VALUE")
+        return value
+    listed = param is not None and param.callback is _split  # "a,b" on the CLI, or an array
+    if listed and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    if isinstance(value, (dict, list)):
+        raise ConfigError(f"{path}: {key} = {value!r} must be a single value")
+    numeric = isinstance(param.type, (click.types.IntParamType, click.types.FloatParamType))
+    if numeric and isinstance(value, bool):
+        raise ConfigError(f"{path}: {key} = {value!r} must be a number")
+    if isinstance(param.type, click.types.IntParamType) and isinstance(value, float):
+        raise ConfigError(f"{path}: {key} = {value!r} must be a whole number")
+    try:  # a flag takes true/false, or a string click reads the same way ("false" → off)
+        return param.type_cast_value(ctx, value)
+    except click.BadParameter as exc:
+        raise ConfigError(f"{path}: {key} = {value!r}: {exc.format_message()}") from None
 
 
 def _as_list(value) -> list[str] | None:

@@ -98,7 +98,7 @@ def test_help_explains_every_option():
     "args, message",
     [
         (["--label", "why"], "label column 'why' not found; did you mean 'y'?"),
-        (["--label", "y", "--alpha", "-1"], "The 'alpha' parameter of LogisticRegression must be"),
+        (["--label", "y", "--alpha", "-1"], "-1.0 is not in the range x>0"),
         (["--label", "y", "--alpha", "fast"], "'fast' is not a valid float"),
     ],
 )
