@@ -181,7 +181,7 @@ def cluster_options(func):
 )
 @click.option(
     "--max-iter",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=1),
     default=1000,
     show_default=True,
     help="Most iterations (updates) to apply, for every solver.",

@@ -61,7 +61,8 @@ def lease(out: str, command: str, storage_options: dict | None = None) -> Iterat
         "command": command,
         "token": uuid.uuid4().hex,
     }
-    _acquire(url, mine, out, storage_options)
+    with storage.storage_errors("create the lease for", f"{out} ({url})"):
+        _acquire(url, mine, out, storage_options)
     stop = threading.Event()
     renewer = threading.Thread(
         target=_renew, args=(url, mine, stop, storage_options), daemon=True, name="lrdask-lease"
@@ -96,25 +97,25 @@ def _acquire(url: str, mine: dict, out: str, storage_options) -> None:
 
 
 def _create(url: str, doc: dict, storage_options) -> bool:
-    """Write the lease only if there is none; False if there is one."""
+    """Write the lease only if there is none; False if there is one. OS errors propagate
+    (``lease`` turns them into one line)."""
     data = json.dumps(doc).encode()
-    with storage.storage_errors("create the lease", url):
-        fs, path = storage.filesystem(url, storage_options)
-        parent = path.rsplit("/", 1)[0] if "/" in path else "."
-        fs.makedirs(parent, exist_ok=True)
-        try:
-            if isinstance(fs, LocalFileSystem):
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-            else:
-                fs.pipe_file(path, data, mode="create")
-        except FileExistsError:
+    fs, path = storage.filesystem(url, storage_options)
+    parent = path.rsplit("/", 1)[0] if "/" in path else "."
+    fs.makedirs(parent, exist_ok=True)
+    try:
+        if isinstance(fs, LocalFileSystem):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+        else:
+            fs.pipe_file(path, data, mode="create")
+    except FileExistsError:
+        return False
+    except OSError:
+        if fs.exists(path):  # a conditional PUT refused (412) comes as another error
             return False
-        except OSError:
-            if fs.exists(path):  # a conditional PUT refused (412) comes as another error
-                return False
-            raise
+        raise
     return True
 
 

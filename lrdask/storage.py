@@ -25,7 +25,8 @@ from lrdask.errors import EXIT_BAD_INPUT, EXIT_INFRA, StorageError
 
 # no room: retry once there is (exit 3); not allowed: fix the location (exit 2)
 _NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
-_NOT_ALLOWED = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR}
+# (EEXIST/ENOTDIR: a file stands where a directory must go)
+_NOT_ALLOWED = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.EEXIST}
 
 
 def storage_error(exc: OSError, action: str, url: str) -> StorageError:
