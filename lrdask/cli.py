@@ -34,6 +34,10 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except LrdaskError as exc:
             _fail(str(exc), exc.exit_code)
+        except BrokenPipeError:  # `lrdask info M | head`: the reader has all it wanted
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes
+            sys.exit(128 + signal.SIGPIPE)
         except (OSError, TimeoutError) as exc:
             if _is_cluster_failure(exc):
                 _fail(f"the Dask cluster failed: {exc}", ClusterError.exit_code)

@@ -132,3 +132,21 @@ def test_outputs_follow_the_umask(tmp_path, data, mask):
     for path in files:
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask, path
     assert np.all([stat.S_IMODE(p.stat().st_mode) == 0o777 & ~mask for p in (out, scores)])
+
+
+def test_a_reader_that_stops_early_is_not_an_error(tmp_path, data):
+    """`lrdask info M | head -2`: the pipe closes under the writer (EPIPE). The command
+    exits 141 (128 + SIGPIPE, as a C tool would) without a word on stderr."""
+    import subprocess
+
+    from procs import BIN
+
+    lrdask("train", data, "--label", "y", "--out", tmp_path / "m", "--max-iter", 3, "--workers", 1)
+    proc = subprocess.Popen(
+        [os.path.join(BIN, "lrdask"), "info", str(tmp_path / "m")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # the reader is gone before the first line is written
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 141 and err == b""
