@@ -114,22 +114,17 @@ def centered_gram(X, y, w, b, sample_weight=None, codes=None, *, center: np.ndar
     return total
 
 
-def column_report(blocks, encoding, solver: str, scaling=None) -> ColumnReport | None:
+def column_report(blocks, encoding, solver: str, scaling) -> ColumnReport | None:
     """One Gram pass at θ = 0 over the loaded blocks, for Newton (whatever the width: it
     sums a Hessian every pass anyway) and for other solvers up to
-    ``DIAGNOSE_MAX_FEATURES`` coefficients; None when skipped. With ``scaling`` (the
-    moments pass's ``objective.Scaling``) the columns are centred first and its constant
-    columns are the constant ones."""
+    ``DIAGNOSE_MAX_FEATURES`` coefficients; None when skipped. The columns are centred by
+    ``scaling`` (the moments pass's ``objective.Scaling``), whose constant columns are the
+    constant ones."""
     import functools
-
-    from lrdask.kernels import newton_sums
 
     width = encoding.n_features
     if solver != "newton" and width > DIAGNOSE_MAX_FEATURES:
         return None
-    if scaling is None:
-        sums = blocks.partial_sums(np.zeros(width), 0.0, kernel=newton_sums)
-        return dependent_columns(sums.hessian, encoding.feature_names)
     kernel = functools.partial(centered_gram, center=scaling.mean[: encoding.n_numeric])
     sums = blocks.partial_sums(np.zeros(width), 0.0, kernel=kernel)
     return dependent_columns(sums.hessian, encoding.feature_names, scaling.constant)
@@ -167,3 +162,20 @@ def separated(blocks, coef, intercept, multinomial: bool, loss_at=None, cost=Non
             f"coefficients against {cost:.6g}"
         )
     return ""
+
+
+def float32_losses(scaling, encoding) -> str:
+    """With float32 storage the kernel computes x·w in float32 (about 7 digits): a column
+    far from 0 relative to its spread (a timestamp 1.7e9 ± 500) loses its variation there
+    and no solver can converge. The warning naming them, or ""."""
+    numeric = encoding.n_numeric
+    mean, scale = np.abs(scaling.mean[:numeric]), scaling.scale[:numeric]
+    lossy = np.flatnonzero(~scaling.constant[:numeric] & (mean > 1e3 * scale))
+    if not lossy.size:
+        return ""
+    names = ", ".join(encoding.feature_names[j] for j in lossy[:5])
+    return (
+        f"column(s) {names} lie far from 0 relative to their spread (|mean|/std up to "
+        f"{float(np.max(mean[lossy] / scale[lossy])):.3g}): float32 arithmetic keeps about 7 "
+        "digits and loses most of their variation; use --dtype float64 or centre them"
+    )

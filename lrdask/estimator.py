@@ -19,7 +19,7 @@ from lrdask import artifact
 from lrdask.checkpoint import Checkpoints, run_identity
 from lrdask.cluster import connect
 from lrdask.dataset import DatasetPlan, plan_dataset
-from lrdask.diagnostics import column_report, separated
+from lrdask.diagnostics import column_report, float32_losses, separated
 from lrdask.encoding import MISSING_POLICIES, Encoding, ProfileRequest, learn
 from lrdask.errors import ConfigError, DataError, NotConvergedError
 from lrdask.kernels import linear_predictor, log_loss_sums, moment_sums, newton_sums
@@ -258,7 +258,9 @@ class LogisticRegression:
                 if self.column_report_:
                     penalized = bool(self.l1 or self.l2)
                     log.warning("%s", self.column_report_.message(penalized))
-                self._check_float32(objective.scaling, encoding)
+                lossy = self.dtype == "float32" and float32_losses(objective.scaling, encoding)
+                if lossy:
+                    log.warning("%s", lossy)
                 totals = class_totals(reports)
                 if self.class_weights_ is not None:
                     totals = [t * w for t, w in zip(totals, self.class_weights_, strict=True)]
@@ -358,25 +360,6 @@ class LogisticRegression:
 
         return Objective(run_pass, layout, scaling, self.l2, self._coordinates())
 
-    def _check_float32(self, scaling: Scaling, encoding: Encoding) -> None:
-        """float32 storage keeps ~7 significant digits, and the kernel computes x·w in
-        float32: a column far from 0 relative to its spread (a timestamp 1.7e9 ± 500)
-        loses its variation there, and no solver can converge. Say so."""
-        if self.dtype != "float32":
-            return
-        numeric = encoding.n_numeric
-        mean, scale = np.abs(scaling.mean[:numeric]), scaling.scale[:numeric]
-        lossy = np.flatnonzero(~scaling.constant[:numeric] & (mean > 1e3 * scale))
-        if lossy.size:
-            names = ", ".join(encoding.feature_names[j] for j in lossy[:5])
-            log.warning(
-                "column(s) %s lie far from 0 relative to their spread (|mean|/std up to "
-                "%.3g): float32 arithmetic keeps about 7 digits and loses most of their "
-                "variation; use --dtype float64 or centre them",
-                names,
-                float(np.max(mean[lossy] / scale[lossy])),
-            )
-
     def _coordinates(self) -> str:
         """Where the solver works: standardized features with ``standardize``; else every
         solver but plain gd in preconditioned coordinates (Spark's L-BFGS does the same),
@@ -407,16 +390,8 @@ class LogisticRegression:
         state = checkpoints.resume() if checkpoints else None
         if state is not None and len(state.params) == objective.layout.size:
             return state
-        if init is None and objective.coordinates == PRECONDITIONED and min(class_totals) > 0:
-            log_totals = np.log(np.asarray(class_totals, dtype=np.float64))
-            if objective.layout.outputs == 1:
-                intercept = float(log_totals[1] - log_totals[0])
-            else:
-                intercept = log_totals - log_totals.mean()
-            coef = np.zeros(objective.layout.coef_shape)
-            return SolverState(objective.from_model(coef, intercept))
         if init is None:
-            return SolverState.initial(objective.layout.size)
+            return SolverState(objective.start(class_totals))
         coef, intercept = init
         if np.shape(coef) != objective.layout.coef_shape:
             raise ConfigError(

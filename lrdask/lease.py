@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from fsspec.implementations.local import LocalFileSystem
 
 from lrdask import storage
-from lrdask.errors import OutputLockedError
+from lrdask.errors import OutputLockedError, StorageError
 
 log = logging.getLogger("lrdask")
 
@@ -155,20 +155,24 @@ def _alive(pid: int) -> bool:
 
 def _renew(url: str, mine: dict, stop: threading.Event, storage_options) -> None:
     while not stop.wait(RENEW_SECONDS):
-        holder = _read(url, storage_options)
-        if holder is None or holder.get("token") != mine["token"]:
-            log.error("lost the lease on %s: another job took it over", url)
-            return
-        mine["renewed"] = _now()
-        with contextlib.suppress(Exception):  # a failed renewal is retried next time
+        try:
+            holder = _read(url, storage_options)
+            if holder is None or holder.get("token") != mine["token"]:
+                log.error("lost the lease on %s: another job took it over", url)
+                return
+            mine["renewed"] = _now()
             storage.write_bytes_atomic(url, json.dumps(mine).encode(), storage_options)
+        except (StorageError, OSError) as exc:  # retried next time; stale after STALE_SECONDS
+            log.warning("could not renew the lease %s (%s); retrying", url, exc)
 
 
 def _release(url: str, mine: dict, storage_options) -> None:
     holder = _read(url, storage_options)
     if holder is not None and holder.get("token") == mine["token"]:
-        with contextlib.suppress(Exception):  # the job's own outcome is the news
+        try:
             storage.remove(url, storage_options)
+        except StorageError as exc:  # the job's own outcome is the news; say it anyway
+            log.warning("could not remove the lease %s (%s); delete it by hand", url, exc)
 
 
 def _remove_if(url: str, holder: dict, storage_options) -> None:

@@ -192,6 +192,19 @@ class Objective:
             coef, intercept = self._solver_scaling.to_scaled(coef, intercept)
         return self.layout.join(coef, intercept)
 
+    def start(self, class_totals) -> np.ndarray:
+        """The solver's first θ: 0 in ``ORIGINAL`` and ``STANDARDIZED`` coordinates (the
+        lecture's start); preconditioned, zero coefficients and the intercepts at the
+        log-odds of the (weighted) class totals, as Spark starts its L-BFGS."""
+        if self.coordinates != PRECONDITIONED or not min(class_totals, default=0) > 0:
+            return np.zeros(self.layout.size)
+        log_totals = np.log(np.asarray(class_totals, dtype=np.float64))
+        if self.layout.outputs == 1:
+            intercept = float(log_totals[1] - log_totals[0])
+        else:
+            intercept = log_totals - log_totals.mean()
+        return self.from_model(np.zeros(self.layout.coef_shape), intercept)
+
     def __call__(self, theta: np.ndarray) -> tuple:
         coef, intercept = self.to_model(theta)
         cost, grad_coef, grad_intercept, *hessian = self.run_pass(coef, intercept)

@@ -130,17 +130,10 @@ class L1Penalty:
         out[self.mask] = np.sign(masked) * np.maximum(np.abs(masked) - shrink, 0.0)
         return out
 
-    def optimality(self, theta: np.ndarray, grad: np.ndarray) -> float:
-        """‖θ − prox(θ − ∇J)‖: the gradient norm when λ₁ = 0, and 0 exactly at the optimum."""
-        return float(np.linalg.norm(self.residual(theta, grad)))
-
-    def optimality_max(self, theta: np.ndarray, grad: np.ndarray) -> float:
-        """max_i |θ − prox(θ − ∇J)|_i: max |∇J| when λ₁ = 0; what ``gtol`` bounds."""
-        residual = self.residual(theta, grad)
-        return float(np.max(np.abs(residual))) if residual.size else 0.0
-
     def measure(self, theta: np.ndarray, grad: np.ndarray) -> tuple[float, float]:
-        """(``optimality``, ``optimality_max``): a solver's default ``Measure``."""
+        """(‖θ − prox(θ − ∇J)‖, max_i |θ − prox(θ − ∇J)|_i): the gradient's norm and largest
+        component when λ₁ = 0, both 0 exactly at the optimum; a solver's default
+        ``Measure`` (``gtol`` bounds the second)."""
         residual = self.residual(theta, grad)
         top = float(np.max(np.abs(residual))) if residual.size else 0.0
         return float(np.linalg.norm(residual)), top
