@@ -61,12 +61,17 @@ MUTATIONS = {
     "twice the rows": double_rows,
     "a label 2": label_two,
     "same bytes rewritten": same_bytes,
+    "deleted": None,
 }
 
 
 def mutate(path, how, keep_stat=False):
     """Rewrite the Parquet file at ``path`` through ``how`` (atomically, like a writer
-    that replaces files); ``keep_stat`` puts the old modification time back."""
+    that replaces files); ``keep_stat`` puts the old modification time back. ``how`` =
+    None deletes the file."""
+    if how is None:
+        os.remove(path)
+        return
     stat = os.stat(path)
     table = how(pq.read_table(path))
     tmp = f"{os.path.dirname(path)}/.tmp-{os.path.basename(path)}"
