@@ -178,9 +178,9 @@ def _read_piece(
             _check_unchanged(piece, file_identity(fs, fh, piece.path))
             parquet = pq.ParquetFile(fh, read_dictionary=_string_columns(fh, categorical))
             table = parquet.read_row_groups(list(piece.row_groups), columns=stored)
-    except FileNotFoundError:  # deleted (or moved away) since the plan
-        _check_unchanged(piece, None, "no file at that path")
     except (OSError, pa.ArrowException) as exc:
+        if isinstance(exc, FileNotFoundError) and piece.version:  # planned, deleted since
+            _check_unchanged(piece, None, "no file at that path")
         if type(exc).__name__ == "FileExpired":  # s3fs reads with If-Match on the ETag
             _check_unchanged(piece, None, "another object under the same key")
         raise DataError(
