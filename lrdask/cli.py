@@ -46,7 +46,9 @@ class _Group(click.Group):
                 error = storage_error(exc, "use", str(where))
                 _fail(str(error), error.exit_code)
             raise
-        except (click.ClickException, click.Abort, KeyboardInterrupt, SystemExit):
+        except (click.ClickException, click.Abort, click.exceptions.Exit, KeyboardInterrupt):
+            raise  # click's own control flow (usage errors, --help, --version)
+        except SystemExit:
             raise
         except Exception as exc:  # a bug: one line, the traceback on request
             if os.environ.get("LRDASK_DEBUG"):

@@ -94,6 +94,18 @@ def test_help_explains_every_option():
                 assert param.opts[0] in text
 
 
+def test_help_and_version_exit_0_from_the_console_command():
+    """click's own control flow (--help, --version) inside a command is not an error."""
+    calls = [["--help"], ["--version"]] + [
+        [name, flag] for name in sorted(cli.commands) for flag in ("--help", "-h")
+    ]
+    for args in calls:
+        result = lrdask(*args, check=False)
+        assert result.returncode == 0, (args, result.stderr)
+        assert result.stderr == "", (args, result.stderr)
+        assert result.stdout.strip(), args
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
