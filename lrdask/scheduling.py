@@ -21,14 +21,17 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import CancelledError
 
+import dask
 import numpy as np
 from distributed import Client, Future, wait
 from distributed.comm.core import CommClosedError
 from distributed.scheduler import KilledWorker
 
+from lrdask import memory
 from lrdask.dataset import first_line
 from lrdask.errors import ClusterError, DataChangedError
 from lrdask.kernels import log_loss_sums
@@ -41,6 +44,10 @@ FAN_IN = 8
 DIRECT_MAX = 64
 # How often to ask the scheduler again where the blocks live (they move only on faults).
 REGROUP_SECONDS = 2.0
+# While waiting for a pass, how often to look at the workers (paused? tasks stuck?).
+POLL_SECONDS = 2.0
+# A worker paused for lack of memory this long while the job waits on it: give up.
+PAUSE_GRACE_SECONDS = 30.0
 
 
 class PersistedBlocks:
@@ -56,6 +63,8 @@ class PersistedBlocks:
         self.timeout = timeout
         self.futures = list(futures)
         self.shared: list[Future] = []  # data the blocks were made from (``share``)
+        self.need: memory.MemoryNeed | None = None  # the estimate, for messages
+        self._load: tuple | None = None  # (load, args): to resubmit a stuck load
         self._groups: list[tuple[str, list[Future]]] = []
         self._assignment: dict[str, list[str]] = {}  # worker -> block keys, for Client.run
         self._grouped_at = -np.inf
@@ -68,7 +77,11 @@ class PersistedBlocks:
         args: Sequence[tuple],
         timeout: float | None = None,
     ) -> PersistedBlocks:
-        """Start one load task per partition, spread evenly over the workers."""
+        """Start one load task per partition, spread evenly over the workers present.
+
+        The spreading is a placement, not a pin: once the blocks are loaded the
+        restrictions are lifted (``reports``), so a block lost with its worker is
+        recomputed on any worker, a replacement included."""
         workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
         futures = [
             client.submit(
@@ -77,34 +90,85 @@ class PersistedBlocks:
                 workers=[workers[i % len(workers)]],
                 allow_other_workers=True,
                 pure=False,
-                key=f"lrdask-load-{i}-{time.time_ns()}",
+                key=_load_key(i),
             )
             for i, arg in enumerate(args)
         ]
-        return cls(client, futures, timeout)
+        blocks = cls(client, futures, timeout)
+        blocks._load = (load, list(args))
+        return blocks
 
     def reports(self) -> list[BlockReport]:
         """Wait for every block to load and collect the load reports (raises load errors)."""
-        with cluster_errors("loading the data", self.timeout):
-            wait(self.futures, timeout=self.timeout)
-            return self.client.gather(self.client.map(_report, self.futures, pure=False))
+        with cluster_errors("loading the data", self.timeout, self.client, self.need):
+            bounded_wait(
+                self.client,
+                self.futures,
+                self.timeout,
+                "loading the data",
+                self.need,
+                on_poll=self._unstick,
+            )
+            self._unpin()
+            reports = self.client.map(_report, self.futures, pure=False)
+            return gather(self.client, reports, self.timeout)
+
+    def _unstick(self) -> list[Future]:
+        """Resubmit, unrestricted, any load that waits for a worker that is gone.
+
+        Dask keeps a task restricted to a vanished worker in state "no-worker" even when
+        other workers join (its ``allow_other_workers`` is not consulted then), so a load
+        placed on a worker that died before it ran would wait forever."""
+        if self._load is None:
+            return self.futures
+        pending = [f for f in self.futures if not f.done()]
+        stuck = set(_no_worker(self.client, pending, self.timeout))
+        if stuck:
+            load, args = self._load
+            log.info("%d block load(s) waited for a worker that is gone: placed anew", len(stuck))
+            for i, future in enumerate(self.futures):
+                if future.key in stuck:
+                    again = self.client.submit(load, *args[i], pure=False, key=_load_key(i))
+                    self.futures[i] = again
+                    future.cancel()
+        return self.futures
+
+    def _unpin(self) -> None:
+        """Lift the placement of the loaded blocks (see ``from_loaders``)."""
+        if self._load is not None:
+            self.client.sync(
+                self.client.scheduler.set_restrictions,
+                worker={f.key: None for f in self.futures},
+                callback_timeout=self.timeout,
+            )
 
     def partial_sums(self, w: np.ndarray, b: float, kernel: Callable = log_loss_sums):
-        """One pass over all rows: Σ loss, Σ (a−y)·x, Σ (a−y), m (or what ``kernel`` sums)."""
+        """One pass over all rows: Σ loss, Σ (a−y)·x, Σ (a−y), m (or what ``kernel`` sums).
+
+        Raises ClusterError when the pass gets no result within the pass timeout (a
+        worker stopped, the scheduler gone) or memory stalls it (the message says so)."""
         groups = self._local_groups()
-        if len(groups) <= DIRECT_MAX and all(addr for addr, _ in groups):
+        lost = sum(len(blocks) for addr, blocks in groups if not addr)
+        if len(groups) <= DIRECT_MAX and not lost:
             sums = self._fold_in_place(w, b, kernel)
             if sums is not None:
                 return sums
-            log.info(
-                "a block is not on the worker that held it (worker lost?): this pass "
-                "runs as tasks, and the scheduler recomputes what is missing"
-            )
+            reason = "a block is not on the worker that held it (worker lost?)"
             self._grouped_at = -np.inf  # something moved: ask the scheduler again next time
+        else:
+            reason = f"{lost} block(s) are being reloaded (worker lost?)" if lost else ""
+        if reason:
+            log.info(
+                "%s: this pass runs as tasks, and the scheduler recomputes what is missing",
+                reason,
+            )
         return self._fold_by_tasks(groups, w, b, kernel)
 
     def _fold_in_place(self, w, b, kernel):
-        """The fast path; None if any worker is missing a block it was assigned."""
+        """The fast path; None if any worker is missing a block it was assigned.
+
+        Bounded by the pass timeout like the task path: a worker that does not answer
+        (stopped, hung) ends the pass with ClusterError instead of holding the job."""
         assignment = self._assignment
         try:
             results = self.client.run(
@@ -115,8 +179,13 @@ class PersistedBlocks:
                 kernel,
                 workers=list(assignment),
                 on_error="return",
+                callback_timeout=self.timeout,
             )
-        except (CommClosedError, OSError, TimeoutError):
+        except TimeoutError:
+            raise ClusterError(
+                timeout_message("a pass over the data", self.timeout, self.client, self.need)
+            ) from None
+        except (CommClosedError, OSError):
             return None
         parts = [results.get(addr) for addr in assignment]  # sorted by address
         if not all(hasattr(part, "merge") for part in parts):
@@ -138,7 +207,7 @@ class PersistedBlocks:
             )
             for addr, blocks in groups
         ]
-        return merge_tree(self.client, level, self.timeout)
+        return merge_tree(self.client, level, self.timeout, self.need)
 
     def release(self) -> None:
         for future in [*self.futures, *self.shared]:
@@ -154,7 +223,12 @@ class PersistedBlocks:
         """
         now = time.monotonic()
         if now - self._grouped_at > REGROUP_SECONDS:
-            who_has = self.client.who_has(self.futures)
+            with cluster_errors("a pass over the data", self.timeout):
+                who_has = self.client.sync(
+                    self.client.scheduler.who_has,
+                    keys=[f.key for f in self.futures],
+                    callback_timeout=self.timeout,
+                )
             groups: dict[str, list[Future]] = {}
             for future in self.futures:
                 holders = sorted(who_has.get(future.key, ())) or [""]
@@ -165,7 +239,13 @@ class PersistedBlocks:
         return self._groups
 
 
-def merge_tree(client: Client, level: list[Future], timeout: float | None):
+def merge_tree(
+    client: Client,
+    level: list[Future],
+    timeout: float | None,
+    need: memory.MemoryNeed | None = None,
+    what: str = "a pass over the data",
+):
     """Merge partial-sum futures in a tree of fan-in ``FAN_IN`` on the cluster; the driver
     gathers and adds the last ≤ ``FAN_IN`` (Spark's ``treeAggregate`` shape)."""
     fan_in = max(2, FAN_IN)
@@ -174,24 +254,125 @@ def merge_tree(client: Client, level: list[Future], timeout: float | None):
             client.submit(merge_sums, *level[i : i + fan_in], pure=False)
             for i in range(0, len(level), fan_in)
         ]
-    with cluster_errors("a pass over the data", timeout):
-        wait(level, timeout=timeout)
-        return merge_all(client.gather(level))
+    with cluster_errors(what, timeout, client, need):
+        bounded_wait(client, level, timeout, what, need)
+        return merge_all(gather(client, level, timeout))
+
+
+def bounded_wait(
+    client: Client,
+    futures: list[Future],
+    timeout: float | None,
+    what: str,
+    need: memory.MemoryNeed | None = None,
+    on_poll: Callable[[], list[Future]] | None = None,
+) -> None:
+    """Wait until every future is done (finished, erred or cancelled), for at most
+    ``timeout`` seconds, looking at the workers every ``POLL_SECONDS``.
+
+    Raises ClusterError at the timeout, or as soon as a worker has stayed paused for lack
+    of memory for ``PAUSE_GRACE_SECONDS`` (the message gives the bytes needed per worker
+    against the worker's limit). ``on_poll`` may replace futures (returns the list)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    paused_since: dict[str, float] = {}
+    while True:
+        left = POLL_SECONDS if deadline is None else deadline - time.monotonic()
+        try:
+            wait(futures, timeout=max(0.0, min(POLL_SECONDS, left)))
+            return
+        except TimeoutError:
+            pass
+        if deadline is not None and time.monotonic() >= deadline:
+            raise ClusterError(timeout_message(what, timeout, client, need))
+        if on_poll is not None:
+            futures = on_poll()
+        now = time.monotonic()
+        workers = memory.read_workers(client, POLL_SECONDS * 5)
+        paused = {w.address for w in workers if w.status == "paused"}
+        paused_since = {a: paused_since.get(a, now) for a in paused}
+        if any(now - since >= PAUSE_GRACE_SECONDS for since in paused_since.values()):
+            held = [w for w in workers if w.address in paused]
+            raise ClusterError(
+                f"{what} stalled: worker(s) {', '.join(sorted(paused))} paused for lack of "
+                f"memory for {PAUSE_GRACE_SECONDS:g}s; "
+                + (memory.explain(need, held) or _used(held))
+            )
+
+
+def gather(client: Client, futures: list[Future], timeout: float | None) -> list:
+    """``Client.gather`` bounded by ``timeout`` (a worker that stops after finishing its
+    task would otherwise hold the transfer)."""
+    return client.sync(client._gather, futures, callback_timeout=timeout)
+
+
+def timeout_message(what: str, timeout: float | None, client: Client, need=None) -> str:
+    """The pass timed out: say so, and what the workers' state suggests."""
+    text = f"the cluster gave no result for {what} within {timeout:g}s"
+    try:
+        workers = memory.read_workers(client, 5)
+    except Exception:  # the scheduler itself does not answer
+        return f"{text}; the scheduler does not answer either: check it (or raise --pass-timeout)"
+    hint = memory.explain(need, workers)
+    if hint:
+        return f"{text}: {hint}"
+    return f"{text}; check the scheduler and workers (or raise --pass-timeout)"
+
+
+def _used(workers: list[memory.WorkerMemory]) -> str:
+    return "; ".join(
+        f"{w.address} uses {memory.mb(w.used)} of its {memory.mb(w.limit)} limit" for w in workers
+    )
 
 
 @contextlib.contextmanager
-def cluster_errors(what: str, timeout: float | None) -> Iterator[None]:
-    """Turn the ways a cluster fails into one ClusterError that says what was under way."""
+def cluster_errors(
+    what: str,
+    timeout: float | None,
+    client: Client | None = None,
+    need: memory.MemoryNeed | None = None,
+) -> Iterator[None]:
+    """Turn the ways a cluster fails into one ClusterError that says what was under way
+    (and, when workers were killed and memory is short, that memory is the cause)."""
     try:
         yield
     except TimeoutError:
-        raise ClusterError(
-            f"the cluster gave no result for {what} within {timeout:g}s; "
-            "check the scheduler and workers (or raise --pass-timeout)"
-        ) from None
+        if client is None:
+            raise ClusterError(
+                f"the cluster gave no result for {what} within {timeout:g}s; "
+                "check the scheduler and workers (or raise --pass-timeout)"
+            ) from None
+        raise ClusterError(timeout_message(what, timeout, client, need)) from None
     except (CancelledError, CommClosedError, KilledWorker, OSError) as exc:
-        reason = first_line(exc) or type(exc).__name__
-        raise ClusterError(f"lost the Dask cluster during {what}: {reason}") from None
+        reason = first_line(exc).rstrip(":") or type(exc).__name__
+        if isinstance(exc, KilledWorker):  # Dask's text runs to a paragraph
+            reason = f"the workers running one of its tasks died {_allowed_failures() + 1} times"
+        hint = ""
+        if client is not None and need is not None and isinstance(exc, KilledWorker):
+            with contextlib.suppress(Exception):
+                hint = memory.explain(need, memory.read_workers(client, 5))
+        text = f"lost the Dask cluster during {what}: {reason}"
+        raise ClusterError(f"{text}; {hint}" if hint else text) from None
+
+
+def _allowed_failures() -> int:
+    return int(dask.config.get("distributed.scheduler.allowed-failures", 3))
+
+
+def _load_key(i: int) -> str:
+    return f"lrdask-load-{i}-{time.time_ns()}"
+
+
+def _no_worker(client: Client, futures: list[Future], timeout) -> list[str]:
+    """Keys of ``futures`` the scheduler holds in state "no-worker"."""
+    if not futures:
+        return []
+    keys = [f.key for f in futures]
+    return client.run_on_scheduler(_keys_in_state, keys, "no-worker", callback_timeout=timeout)
+
+
+def _keys_in_state(keys, state, dask_scheduler=None):
+    tasks = dask_scheduler.tasks
+    return [k for k in keys if k in tasks and tasks[k].state == state]
 
 
 async def fold_assigned(assignment: dict, w: np.ndarray, b: float, kernel, dask_worker=None):
@@ -235,6 +416,7 @@ class StreamedPieces:
         self.timeout = timeout
         self.shared: list[Future] = []  # data every pass reads with (``share``)
         self.expected: list[BlockReport | None] = [None] * len(self.args)
+        self.need: memory.MemoryNeed | None = None  # the estimate, for messages
 
     def reports(self) -> list[BlockReport]:
         """One validating read of every piece (the load pass of the cached mode). Every
@@ -242,9 +424,9 @@ class StreamedPieces:
         futures = [
             self.client.submit(_load_report, self.load, *arg, pure=False) for arg in self.args
         ]
-        with cluster_errors("reading the data", self.timeout):
-            wait(futures, timeout=self.timeout)
-            self.expected = self.client.gather(futures)
+        with cluster_errors("reading the data", self.timeout, self.client, self.need):
+            bounded_wait(self.client, futures, self.timeout, "reading the data", self.need)
+            self.expected = gather(self.client, futures, self.timeout)
             return self.expected
 
     def partial_sums(self, w: np.ndarray, b: float, kernel: Callable = log_loss_sums):
@@ -252,7 +434,7 @@ class StreamedPieces:
             self.client.submit(_load_and_fold, self.load, arg, w, b, kernel, expected, pure=False)
             for arg, expected in zip(self.args, self.expected, strict=True)
         ]
-        return merge_tree(self.client, level, self.timeout)
+        return merge_tree(self.client, level, self.timeout, self.need)
 
     def release(self) -> None:
         """Nothing is held between passes but the shared encoding."""
@@ -315,29 +497,57 @@ def _report(block: Block) -> BlockReport:
 def persist_plan(client: Client, plan, encoding, dtype: str, timeout, cache: bool = True):
     """Blocks for a ``DatasetPlan`` (small files grouped), read as ``encoding`` says:
     cached on the workers, or streamed."""
-    n_workers = len(client.scheduler_info(n_workers=-1)["workers"])
-    shared = share(client, encoding)
-    args = [(group, plan.fs, shared, dtype) for group in plan.blocks(n_workers)]
+    workers = memory.read_workers(client, timeout)
+    groups = plan.blocks(len(workers))
+    need = memory.estimate(
+        [sum(p.num_rows for p in group) for group in groups],
+        len(plan.features),
+        dtype,
+        plan.weight is not None,
+        workers,
+        cache,
+    )
+    hint = memory.explain(need, workers)
+    if hint:
+        log.warning("worker memory looks short (workers may pause or restart): %s", hint)
+    shared = share(client, encoding, timeout)
+    args = [(group, plan.fs, shared, dtype) for group in groups]
     if not cache:
         blocks = StreamedPieces(client, load_pieces, args, timeout)
     else:
         blocks = PersistedBlocks.from_loaders(client, load_pieces, args, timeout)
     blocks.shared = [shared]
+    blocks.need = need
     return blocks
 
 
-def share(client: Client, value) -> Future:
-    """``value`` sent once to every worker, as one object per worker that all its tasks
-    use (an encoding with 10⁵ levels is a megabyte; a copy per block would make worker
-    memory grow with blocks × levels). The caller keeps the future for as long as tasks
-    may be recomputed from it."""
-    return client.scatter(value, broadcast=True, hash=False)
+def share(client: Client, value, timeout: float | None = None) -> Future:
+    """``value`` as one object per worker that all its tasks use (an encoding with 10⁵
+    levels is a megabyte; a copy per block would make worker memory grow with blocks ×
+    levels). It is a task that returns the value, not ``Client.scatter``: scattered data
+    cannot be recomputed, so workers restarted together (a nanny after an out-of-memory
+    kill) would lose every copy and Dask would cancel every task built on it; a task is
+    recomputed from the graph, which holds the value. The caller keeps the future for as
+    long as tasks may be recomputed from it."""
+    future = client.submit(_value, value, pure=False, key=f"lrdask-shared-{uuid.uuid4().hex}")
+    # The scheduler may unpack a large graph after a small one sent later: wait until it
+    # knows this task, or tasks built on it would be refused as "computation on lost data".
+    with cluster_errors("sending the encoding to the workers", timeout, client):
+        bounded_wait(client, [future], timeout, "sending the encoding to the workers")
+    return future
+
+
+def _value(value):
+    return value
 
 
 def profile_plan(client: Client, plan, request, timeout=None):
     """The profile pass (levels, classes, means; ``lrdask.encoding``): one task per piece
     of the plan (pieces depend on the data alone), merged in a fixed order."""
+    workers = memory.read_workers(client, timeout)
+    rows = [piece.num_rows for piece in plan.pieces]
+    need = memory.estimate(rows, len(plan.features), "float64", False, workers, cached=False)
     level = [
         client.submit(profile_piece, piece, plan.fs, request, pure=False) for piece in plan.pieces
     ]
-    return merge_tree(client, level, timeout)
+    return merge_tree(client, level, timeout, need, what="profiling the data")
