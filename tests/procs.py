@@ -45,7 +45,8 @@ def lrdask(*args, env=None, timeout=300, check=True, preexec_fn=None):
 class RealCluster:
     """`dask scheduler` plus `dask worker` processes, torn down on exit even on failure."""
 
-    def __init__(self, workers: int, tmp_dir: str, nanny: bool = False):
+    def __init__(self, workers: int, tmp_dir: str, nanny: bool = False, memory_limit: str = "2GiB"):
+        self.memory_limit = memory_limit
         self.port = free_port()
         self.address = f"tcp://127.0.0.1:{self.port}"
         self.tmp_dir = tmp_dir
@@ -83,7 +84,7 @@ class RealCluster:
             "--nthreads",
             "1",
             "--memory-limit",
-            "2GiB",
+            self.memory_limit,
             "--no-dashboard",
             "--local-directory",
             self.tmp_dir,
@@ -99,6 +100,20 @@ class RealCluster:
     def kill_worker(self, index: int = 0) -> None:
         self.workers[index].send_signal(signal.SIGKILL)
         self.workers[index].wait(10)
+
+    def worker_processes(self) -> list[int]:
+        """PIDs of the worker processes themselves: a nanny's spawned child, or the
+        `dask worker` process when there is no nanny."""
+        import psutil
+
+        if not self.nanny:
+            return [proc.pid for proc in self.workers]
+        return [
+            child.pid
+            for proc in self.workers
+            for child in psutil.Process(proc.pid).children()
+            if "spawn_main" in " ".join(child.cmdline())
+        ]
 
     def __exit__(self, *exc) -> None:
         procs = [*self.workers, *([self.scheduler] if self.scheduler else [])]
