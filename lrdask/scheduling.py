@@ -87,7 +87,7 @@ class PersistedBlocks:
             client.submit(
                 load,
                 *arg,
-                workers=[workers[i % len(workers)]],
+                workers=[workers[i % len(workers)]] if workers else None,  # none: all lost
                 allow_other_workers=True,
                 pure=False,
                 key=_load_key(i),

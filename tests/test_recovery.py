@@ -144,3 +144,26 @@ def test_no_cache_trains_where_the_cache_does_not_fit(tmp_path, big):
     np.testing.assert_allclose(doc["coef"], w, rtol=1e-12, atol=1e-12)
     assert doc["intercept"] == pytest.approx(b, rel=1e-12, abs=1e-12)
     np.testing.assert_allclose(doc["training"]["loss_history"][:3], costs, rtol=1e-12)
+
+
+def test_every_worker_killed_while_the_blocks_load(tmp_path, big):
+    """Killed during the load pass: loads placed on the dead workers must not wait for
+    them (Dask keeps a task restricted to a vanished worker waiting even when others join)."""
+    X, y, data = big
+    with RealCluster(workers=2, tmp_dir=str(tmp_path), nanny=True) as cluster:
+        proc = start_train(
+            *_train_args(data, tmp_path / "m", 3, "--pass-timeout", 300),
+            "--scheduler",
+            cluster.address,
+        )
+        try:
+            wait_for_line(proc, "label 'y': binomial")  # the profile pass is over
+            for pid in cluster.worker_processes():
+                os.kill(pid, signal.SIGKILL)
+            code, _, err = finish(proc, timeout=400)
+        finally:
+            proc.kill()
+    assert code == 0, err
+    doc = json.loads((tmp_path / "m" / "model.json").read_text())
+    w, b, _ = numpy_gradient_descent(X, y, 0.5, 3)
+    np.testing.assert_allclose(doc["coef"], w, rtol=1e-12, atol=1e-12)
