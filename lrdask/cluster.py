@@ -4,8 +4,8 @@ With a scheduler address (``--scheduler`` or ``DASK_SCHEDULER_ADDRESS``) the job
 to that cluster and leaves it running; a ``tls://`` address needs a CA file and a client
 certificate and key (``--tls-ca-file``, ``--tls-cert``, ``--tls-key``, or Dask's own
 ``distributed.comm.tls.*`` config), checked before any work starts. Without an address it
-starts a LocalCluster of worker processes on this machine, one thread each, and shuts it
-down at the end.
+starts a LocalCluster of worker processes on this machine, one thread each, listening on
+127.0.0.1 only (the dashboard too), and shuts it down at the end.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def connect(
         n_workers=n,
         threads_per_worker=1,
         processes=processes,
-        dashboard_address=":0",
+        dashboard_address="127.0.0.1:0",  # ":0" would listen on every interface
         # a task that fails raises its (one-line) error in the driver; the worker's own
         # "Compute Failed" log with the remote traceback would only repeat it
         silence_logs=logging.ERROR if os.environ.get("LRDASK_DEBUG") else logging.CRITICAL,

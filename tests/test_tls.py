@@ -2,7 +2,8 @@
 on 127.0.0.1, certificates made here by a throw-away CA, and the `lrdask` command with
 --tls-ca-file/--tls-cert/--tls-key (or the same keys in a job file, or Dask's own config).
 Every TLS mistake is one line: exit 2 before any work when the settings are wrong, exit 3
-when the scheduler and lrdask do not trust each other."""
+when the scheduler and lrdask do not trust each other. And the embedded LocalCluster,
+which has no TLS, listens on loopback only."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import ipaddress
 import json
 
 import numpy as np
+import psutil
 import pyarrow.parquet as pq
 import pytest
 from conftest import random_problem, write_partitions
@@ -19,6 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from procs import RealCluster, free_port, lrdask
+
+from lrdask.cluster import connect
 
 pytestmark = pytest.mark.cluster
 
@@ -344,3 +348,24 @@ def test_tls_mistake_in_a_job_file(tls_cluster, certs, data, tmp_path):
     )
     line = _one_error_line(lrdask("train", "--config", job, check=False), 2)
     assert "--tls-cert" in line and "holds no private key" in line
+
+
+def _listening(processes) -> set[tuple[int, str, int]]:
+    return {
+        (proc.pid, conn.laddr.ip, conn.laddr.port)
+        for proc in processes
+        for conn in proc.net_connections(kind="inet")
+        if conn.status == psutil.CONN_LISTEN
+    }
+
+
+def test_the_embedded_cluster_listens_on_loopback_only():
+    """Scheduler, dashboard and workers of the LocalCluster lrdask starts without
+    --scheduler: nothing another machine could reach."""
+    me = psutil.Process()
+    before = _listening([me, *me.children(recursive=True)])
+    with connect(workers=2) as client:
+        assert client.dashboard_link.startswith("http://127.0.0.1:")
+        opened = _listening([me, *me.children(recursive=True)]) - before
+    assert len({pid for pid, _, _ in opened}) == 3, opened  # this process and 2 workers
+    assert {ip for _, ip, _ in opened} == {"127.0.0.1"}, opened
