@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
+import time
 
 import numpy as np
 import psutil
@@ -307,15 +308,18 @@ ERRORS = [
 def test_tls_mistakes_are_one_line(tls_cluster, certs, data, tmp_path, case):
     _, options, code, expected = case
     out = tmp_path / "m"
+    started = time.monotonic()
     result = lrdask(
         "train", data, "--label", "y", "--out", out, "--scheduler", tls_cluster.address,
-        "--connect-timeout", 20, *options(certs), check=False, timeout=120,
+        "--connect-timeout", 90, *options(certs), check=False, timeout=180,
     )  # fmt: skip
     line = _one_error_line(result, code)
     for text in expected:
         assert text in line, line
     if code == 2:  # the settings are checked before anything else is done
         assert result.stderr.strip().splitlines() == [line]
+    else:  # a refused handshake is not retried until --connect-timeout
+        assert time.monotonic() - started < 60
     assert not (out / "model.json").exists()
 
 
