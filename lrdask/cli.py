@@ -14,7 +14,7 @@ import numpy as np
 from click.core import ParameterSource
 
 from lrdask import __version__, artifact
-from lrdask.cluster import connect
+from lrdask.cluster import client_security, connect
 from lrdask.config import load_config, parse_pairs
 from lrdask.dataset import first_line
 from lrdask.errors import EXIT_INTERNAL, ClusterError, ConfigError, LrdaskError
@@ -116,7 +116,29 @@ storage_option = click.option(
 
 
 def cluster_options(func):
-    """--scheduler, --workers and --connect-timeout, shared by every command that computes."""
+    """--scheduler, its TLS files, --workers and --connect-timeout, shared by every command
+    that computes."""
+    func = click.option(
+        "--tls-key",
+        default=None,
+        metavar="PEM",
+        help="Private key of --tls-cert, unencrypted (may be left out when the --tls-cert "
+        "file holds it) [default: Dask's distributed.comm.tls.client.key].",
+    )(func)
+    func = click.option(
+        "--tls-cert",
+        default=None,
+        metavar="PEM",
+        help="For a tls:// --scheduler: this client's certificate, signed by that CA "
+        "[default: Dask's distributed.comm.tls.client.cert].",
+    )(func)
+    func = click.option(
+        "--tls-ca-file",
+        default=None,
+        metavar="PEM",
+        help="For a tls:// --scheduler: the CA certificate that signed the cluster's "
+        "certificates [default: Dask's distributed.comm.tls.ca-file].",
+    )(func)
     func = click.option(
         "--connect-timeout",
         type=click.FloatRange(min=0, min_open=True),
@@ -136,8 +158,9 @@ def cluster_options(func):
         envvar="DASK_SCHEDULER_ADDRESS",
         default=None,
         metavar="ADDRESS",
-        help="Address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786 "
-        "(env: DASK_SCHEDULER_ADDRESS). Without it a LocalCluster is started.",
+        help="Address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786, or "
+        "tls://… with --tls-ca-file/--tls-cert/--tls-key (env: DASK_SCHEDULER_ADDRESS). "
+        "Without it a LocalCluster is started.",
     )(func)
 
 
@@ -520,18 +543,7 @@ def _typed(pairs: dict[str, str]) -> dict:
 @storage_option
 @log_format_option
 @cluster_options
-def predict(
-    model_dir,
-    data,
-    out,
-    keep,
-    overwrite,
-    storage_pairs,
-    log_format,
-    scheduler,
-    workers,
-    connect_timeout,
-) -> None:
+def predict(model_dir, data, out, keep, overwrite, storage_pairs, log_format, **cluster) -> None:
     """Score DATA with the model in MODEL_DIR; write `probability` and `prediction` columns.
 
     Each partition is scored and written on the cluster; OUT_DIR appears complete, with a
@@ -539,8 +551,10 @@ def predict(
     """
     from lrdask.predict import check_keep, write_predictions
 
-    cluster = (scheduler, workers, connect_timeout, lambda plan: check_keep(plan, keep or []))
-    with _model_on_cluster(model_dir, data, False, storage_pairs, log_format, *cluster) as (
+    def check(plan):
+        check_keep(plan, keep or [])
+
+    with _model_on_cluster(model_dir, data, False, storage_pairs, log_format, cluster, check) as (
         model,
         plan,
         client,
@@ -634,16 +648,13 @@ def make_data(
 @storage_option
 @log_format_option
 @cluster_options
-def evaluate(
-    model_dir, data, out, storage_pairs, log_format, scheduler, workers, connect_timeout
-) -> None:
+def evaluate(model_dir, data, out, storage_pairs, log_format, **cluster) -> None:
     """Score DATA (with its label column) and print log loss, accuracy, precision, recall,
     F1, ROC AUC and PR AUC as JSON, computed on the cluster partition by partition."""
     from lrdask import storage
     from lrdask.evaluation import evaluate_dataset
 
-    cluster = (scheduler, workers, connect_timeout)
-    with _model_on_cluster(model_dir, data, True, storage_pairs, log_format, *cluster) as (
+    with _model_on_cluster(model_dir, data, True, storage_pairs, log_format, cluster) as (
         model,
         plan,
         client,
@@ -771,21 +782,25 @@ def _info_doc(model, coef: np.ndarray, order: np.ndarray) -> dict:
 
 
 @contextlib.contextmanager
-def _model_on_cluster(
-    model_dir, data, with_label, storage_pairs, log_format, scheduler, workers, timeout, check=None
-):
-    """The shared start of predict and evaluate: logging, the storage options, the model,
-    DATA planned against it (footers only: bad data fails before a cluster starts) and a
-    connected client."""
+def _model_on_cluster(model_dir, data, with_label, storage_pairs, log_format, cluster, check=None):
+    """The shared start of predict and evaluate: logging, the storage options, the TLS
+    settings, the model, DATA planned against it (footers only: bad data fails before a
+    cluster starts) and a connected client; ``cluster`` holds the cluster options."""
     from lrdask.predict import plan_for_model
 
     setup_logging(log_format)
+    scheduler = cluster["scheduler"]
+    security = client_security(
+        scheduler, cluster["tls_ca_file"], cluster["tls_cert"], cluster["tls_key"]
+    )
     options = _storage_options(storage_pairs)
     model = LogisticRegression.load(model_dir, options)
     plan = plan_for_model(model, data, model.label_ if with_label else None, options)
     if check is not None:
         check(plan)
-    with connect(scheduler, workers, timeout) as client:
+    with connect(
+        scheduler, cluster["workers"], cluster["connect_timeout"], security=security
+    ) as client:
         log_cluster(client, scheduler)
         yield model, plan, client, options
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from lrdask import artifact, storage
 from lrdask.checkpoint import Checkpoints
-from lrdask.cluster import connect, dashboard_link
+from lrdask.cluster import client_security, connect, dashboard_link
 from lrdask.dataset import plan_dataset
 from lrdask.errors import NotConvergedError, OutputExistsError
 from lrdask.estimator import PARAMETERS, LogisticRegression
@@ -58,6 +58,9 @@ class TrainConfig:
     validation_every: int = 10
     early_stopping: int = 0
     scheduler: str | None = None
+    tls_ca_file: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
     workers: int | None = None
     connect_timeout: float = 30.0
     pass_timeout: float = 600.0
@@ -92,6 +95,7 @@ def run_training(cfg: TrainConfig) -> TrainOutcome:
     started = time.monotonic()
     model = LogisticRegression(**{name: getattr(cfg, name) for name in PARAMETERS})
     model._validate_params()
+    security = client_security(cfg.scheduler, cfg.tls_ca_file, cfg.tls_cert, cfg.tls_key)
     plan = plan_dataset(
         cfg.data,
         cfg.label,
@@ -123,10 +127,10 @@ def run_training(cfg: TrainConfig) -> TrainOutcome:
         )
     identity = model.identity_of(plan, validation, cfg.storage_options)
     with lease(cfg.out, "train", cfg.storage_options):  # one writer per MODEL_DIR
-        return _train(cfg, model, plan, validation, identity, started)
+        return _train(cfg, model, plan, validation, identity, started, security)
 
 
-def _train(cfg: TrainConfig, model, plan, validation, identity, started) -> TrainOutcome:
+def _train(cfg: TrainConfig, model, plan, validation, identity, started, security) -> TrainOutcome:
     finished = _finished_model(cfg, identity)
     if finished is not None:
         return finished
@@ -136,7 +140,7 @@ def _train(cfg: TrainConfig, model, plan, validation, identity, started) -> Trai
     )
     if not cfg.resume:
         checkpoints.clear()
-    with connect(cfg.scheduler, cfg.workers, cfg.connect_timeout) as client:
+    with connect(cfg.scheduler, cfg.workers, cfg.connect_timeout, security=security) as client:
         log_cluster(client, cfg.scheduler)
         progress = TrainingProgress(cfg.max_iter, cfg.log_every)
         try:

@@ -11,6 +11,7 @@ import sys
 import time
 
 from distributed import Client
+from distributed.security import Security
 
 BIN = os.path.dirname(sys.executable)
 
@@ -43,14 +44,26 @@ def lrdask(*args, env=None, timeout=300, check=True, preexec_fn=None):
 
 
 class RealCluster:
-    """`dask scheduler` plus `dask worker` processes, torn down on exit even on failure."""
+    """`dask scheduler` plus `dask worker` processes, torn down on exit even on failure.
 
-    def __init__(self, workers: int, tmp_dir: str, nanny: bool = False, memory_limit: str = "2GiB"):
+    With ``tls`` (PEM paths under the keys ``ca_file``, ``cert`` and ``key``) scheduler and
+    workers are started with Dask's own ``--tls-ca-file/--tls-cert/--tls-key`` and speak only
+    TLS; the address is then ``tls://``."""
+
+    def __init__(
+        self,
+        workers: int,
+        tmp_dir: str,
+        nanny: bool = False,
+        tls: dict[str, str] | None = None,
+        memory_limit: str = "2GiB",
+    ):
         self.memory_limit = memory_limit
         self.port = free_port()
-        self.address = f"tcp://127.0.0.1:{self.port}"
+        self.address = f"{'tls' if tls else 'tcp'}://127.0.0.1:{self.port}"
         self.tmp_dir = tmp_dir
         self.nanny = nanny
+        self.tls = tls
         self.scheduler: subprocess.Popen | None = None
         self.workers: list[subprocess.Popen] = []
         self.n_workers = workers
@@ -66,6 +79,7 @@ class RealCluster:
                 "--dashboard-address",
                 f"127.0.0.1:{free_port()}",
                 "--no-show",
+                *(["--protocol", "tls"] if self.tls else []),
             )
             for _ in range(self.n_workers):
                 self.add_worker()
@@ -94,8 +108,19 @@ class RealCluster:
         return proc
 
     def wait_for_workers(self, n: int, timeout: float = 60) -> None:
-        with Client(self.address, timeout=timeout) as client:
+        with Client(self.address, timeout=timeout, security=self.security()) as client:
             client.wait_for_workers(n, timeout=timeout)
+
+    def security(self) -> Security | None:
+        """What a client of this cluster needs (the cluster's own certificate serves)."""
+        if not self.tls:
+            return None
+        return Security(
+            tls_ca_file=self.tls["ca_file"],
+            tls_client_cert=self.tls["cert"],
+            tls_client_key=self.tls["key"],
+            require_encryption=True,
+        )
 
     def kill_worker(self, index: int = 0) -> None:
         self.workers[index].send_signal(signal.SIGKILL)
@@ -130,7 +155,15 @@ class RealCluster:
 
     def _spawn(self, role: str, *args: str) -> subprocess.Popen:
         path = os.path.join(self.tmp_dir, f"{role}-{len(self.workers)}.log")
+        tls = self.tls
+        flags = (
+            ["--tls-ca-file", tls["ca_file"], "--tls-cert", tls["cert"], "--tls-key", tls["key"]]
+            if tls
+            else []
+        )
         with open(path, "w") as log:  # the child keeps its own copy of the descriptor
             return subprocess.Popen(
-                [os.path.join(BIN, "dask"), role, *args], stdout=log, stderr=subprocess.STDOUT
+                [os.path.join(BIN, "dask"), role, *args, *flags],
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )

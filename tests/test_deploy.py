@@ -8,6 +8,10 @@ What runs here and what is only checked (no Docker engine, no Kubernetes on this
   lrdask's own config loader against the train command's option names;
 - the Dockerfile's entry point, COPY sources and image names; the Kubernetes manifests
   against the Kubernetes JSON schemas (kubernetes-validate, strict) and against each other;
+- security: every dask and lrdask process in the manifests speaks TLS with files from a
+  Secret that cert-manager fills, mounted read-only; the NetworkPolicies admit only each Dask
+  cluster's own pods and its job, on named ports, and nobody to the dashboard; object
+  storage credentials come from workload identity; Compose publishes on loopback only;
 - RUN: the Compose file's scheduler, two workers, make-data and train commands, as local
   processes (host names, ports and volume paths rewritten), down to the model's _SUCCESS;
 - RUN: the DAG loaded by Airflow's own DagBag in a separate virtualenv, and its three
@@ -252,6 +256,22 @@ def check_command(group: click.Group, prog: str, args: list[str]) -> list[str]:
     return problems
 
 
+TLS_FLAGS = ("--tls-ca-file", "--tls-cert", "--tls-key")
+
+
+def with_tls_files(args: list[str], root: Path) -> list[str]:
+    """Dask's CLI insists that its --tls-* files exist: ``args`` with each such path moved
+    under ``root``, where an empty file now stands (the Secret is mounted only in the pod)."""
+    out = list(args)
+    for i, arg in enumerate(args[:-1]):
+        if arg in TLS_FLAGS:
+            path = root / args[i + 1].lstrip("/")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+            out[i + 1] = str(path)
+    return out
+
+
 def dask_group() -> click.Group:
     from distributed.cli.dask_scheduler import main as scheduler
     from distributed.cli.dask_worker import main as worker
@@ -305,7 +325,8 @@ def test_deploy_tree_is_complete():
         assert path.is_file(), path
     assert (DEPLOY / "airflow" / "README.md").is_file()
     kinds = {doc["kind"] for _, doc in kube_docs()}
-    assert {"DaskCluster", "ConfigMap", "CronJob"} <= kinds
+    assert {"DaskCluster", "ConfigMap", "CronJob", "NetworkPolicy", "ServiceAccount"} <= kinds
+    assert {"Certificate", "Issuer"} <= kinds
 
 
 def test_lrdask_commands_use_only_real_subcommands_and_options():
@@ -324,7 +345,7 @@ def test_lrdask_commands_use_only_real_subcommands_and_options():
     assert problems == []
 
 
-def test_dask_commands_use_only_real_options():
+def test_dask_commands_use_only_real_options(tmp_path):
     calls = all_invocations("dask")
     assert sum(len(found) for found in calls.values()) >= 7, calls  # compose 3, k8s 4
     group = dask_group()
@@ -332,7 +353,7 @@ def test_dask_commands_use_only_real_options():
         f"{where}: {problem}"
         for where, found in calls.items()
         for args in found
-        for problem in check_command(group, "dask", args)
+        for problem in check_command(group, "dask", with_tls_files(args, tmp_path))
     ]
     assert problems == []
 
@@ -459,6 +480,8 @@ def test_kubernetes_manifests_match_the_schemas():
 
     builtin = 0
     for _, doc in kube_docs():
+        if doc["apiVersion"] == "cert-manager.io/v1":
+            continue  # cert-manager's CRDs: no schema here; checked by the TLS test below
         if doc["apiVersion"] == "kubernetes.dask.org/v1":
             # The operator's resources embed plain Pod specs and a Service spec.
             for where, pod in pod_specs(doc):
@@ -476,7 +499,7 @@ def test_kubernetes_manifests_match_the_schemas():
         else:
             validate(doc)
             builtin += 1
-    assert builtin >= 3
+    assert builtin >= 6  # Namespace, ServiceAccount, 2 NetworkPolicies, ConfigMap, CronJob
     # The schema check is strict: a misspelt field fails.
     bad = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "dta": {}}
     with pytest.raises(kubernetes_validate.ValidationError):
@@ -522,7 +545,7 @@ def test_kubernetes_manifests_agree_with_each_other():
     pod = job["template"]["spec"]
     [train] = pod["containers"]
     env = {e["name"]: e.get("value") for e in train["env"]}
-    assert env["DASK_SCHEDULER_ADDRESS"] == f"tcp://{name}-scheduler.{ns}.svc.cluster.local:8786"
+    assert env["DASK_SCHEDULER_ADDRESS"] == f"tls://{name}-scheduler.{ns}.svc.cluster.local:8786"
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
     assert len(cron["spec"]["schedule"].split()) == 5
     assert job["backoffLimit"] >= 1
@@ -548,6 +571,7 @@ def test_kustomization_lists_the_manifests():
     resources = kustomization["resources"]
     assert all((KUBE / r).is_file() for r in resources)
     assert {"daskcluster.yaml", "configmap-train.yaml", "cronjob-train.yaml"} <= set(resources)
+    assert {"networkpolicy.yaml", "certificates.yaml", "serviceaccount.yaml"} <= set(resources)
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         return  # the file list was checked; kustomize itself is not on this machine
@@ -557,6 +581,210 @@ def test_kustomization_lists_the_manifests():
     assert result.returncode == 0, result.stderr
     built = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
     assert len(built) == sum(len(yaml_docs(KUBE / r)) for r in resources)
+
+
+# ------------------------------------------------------- Kubernetes: what is exposed
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    """Kubernetes label-selector semantics: matchLabels and matchExpressions."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expr in selector.get("matchExpressions", []):
+        key, op, values = expr["key"], expr["operator"], expr.get("values", [])
+        ok = {
+            "In": key in labels and labels[key] in values,
+            "NotIn": labels.get(key) not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[op]
+        if not ok:
+            return False
+    return True
+
+
+def cluster_of(address: str) -> str:
+    """tls://lrdask-scheduler.lrdask.svc.cluster.local:8786 -> lrdask (the DaskCluster)."""
+    host = address.split("://", 1)[1].split(".")[0].split(":")[0]
+    return host.removesuffix("-scheduler")
+
+
+def kube_pods() -> list[tuple[str, str, dict, dict]]:
+    """(role, Dask cluster, labels, Pod spec) for every Pod the manifests lead to: the
+    operator labels the scheduler, worker and DaskJob runner Pods with the DaskCluster's
+    (or DaskJob's) own labels plus dask.org/cluster-name and dask.org/component
+    (dask-kubernetes, operator/controller.py); the CronJob's Pod has its template's labels
+    and belongs to the cluster its DASK_SCHEDULER_ADDRESS names."""
+    pods = []
+    for _, doc in kube_docs():
+        name, labels = doc["metadata"]["name"], doc["metadata"].get("labels", {})
+        if doc["kind"] in ("DaskCluster", "DaskJob"):
+            for where, pod in pod_specs(doc):
+                role = "job" if where == "job" else where
+                component = "job-runner" if where == "job" else where
+                own = {**labels, "dask.org/cluster-name": name, "dask.org/component": component}
+                pods.append((role, name, own, pod))
+        elif doc["kind"] == "CronJob":
+            template = doc["spec"]["jobTemplate"]["spec"]["template"]
+            [container] = template["spec"]["containers"]
+            env = {e["name"]: e.get("value") for e in container.get("env", [])}
+            cluster = cluster_of(env["DASK_SCHEDULER_ADDRESS"])
+            pods.append(("job", cluster, template["metadata"]["labels"], template["spec"]))
+    return pods
+
+
+def parsed(group: click.Group, args: list[str], root: Path) -> dict:
+    """The parameters the real click command makes of ``args`` (TLS files as in the pod)."""
+    command = group.commands[args[0]]
+    with command.make_context(args[0], with_tls_files(args, root)[1:]) as ctx:
+        params = dict(ctx.params)
+    inside = f"{root}/"
+    return {
+        key: "/" + value.removeprefix(inside)
+        if isinstance(value, str) and value.startswith(inside)
+        else value
+        for key, value in params.items()
+    }
+
+
+def test_network_policies_admit_only_each_cluster_and_its_job(tmp_path):
+    pods = kube_pods()
+    policies = [doc for _, doc in kube_docs() if doc["kind"] == "NetworkPolicy"]
+    clusters = {cluster for role, cluster, _, _ in pods if role == "scheduler"}
+    assert clusters == {"lrdask", "lrdask-train-once"}
+    dask = dask_group()
+    for cluster in clusters:
+        mine = [
+            p
+            for p in policies
+            if selects(p["spec"]["podSelector"], {"dask.org/cluster-name": cluster})
+        ]
+        assert len(mine) == 1, f"{cluster}: {len(mine)} NetworkPolicies select it"
+        spec = mine[0]["spec"]
+        # It covers the cluster's scheduler and workers, and no pod of another cluster.
+        covered = {(r, c) for r, c, labels, _ in pods if selects(spec["podSelector"], labels)}
+        assert {("scheduler", cluster), ("worker", cluster)} <= covered
+        assert {c for _, c in covered} == {cluster}
+        assert spec["policyTypes"] == ["Ingress"]
+        admitted: dict[tuple[str, str], set[int]] = {}
+        for rule in spec["ingress"]:
+            assert rule.get("ports"), "a rule without ports admits every port"
+            assert all(p.get("protocol", "TCP") == "TCP" for p in rule["ports"])
+            ports = {p["port"] for p in rule["ports"]}
+            assert rule.get("from"), "a rule without `from` admits every pod"
+            for peer in rule["from"]:
+                # a bare podSelector: pods of this namespace, no other namespace, no IP range
+                assert set(peer) == {"podSelector"} and peer["podSelector"], peer
+                for role, owner, labels, _ in pods:
+                    if selects(peer["podSelector"], labels):
+                        admitted.setdefault((role, owner), set()).update(ports)
+        assert set(admitted) == {("scheduler", cluster), ("worker", cluster), ("job", cluster)}
+        # The Dask ports, as the commands start them: the scheduler's and each worker's.
+        [scheduler] = [p for r, c, _, p in pods if (r, c) == ("scheduler", cluster)]
+        [worker] = [p for r, c, _, p in pods if (r, c) == ("worker", cluster)]
+        [scheduler_args] = invocations(container_argv(scheduler["containers"][0]), "dask")
+        [worker_args] = invocations(container_argv(worker["containers"][0]), "dask")
+        comm = int(parsed(dask, scheduler_args, tmp_path)["port"])
+        worker_params = parsed(dask, worker_args, tmp_path)
+        dask_ports = {comm, int(worker_params["worker_port"]), int(worker_params["nanny_port"])}
+        assert comm == 8786 and len(dask_ports) == 3
+        assert admitted[("scheduler", cluster)] == admitted[("worker", cluster)] == dask_ports
+        assert admitted[("job", cluster)] == {comm}  # the job talks to the scheduler only
+        # The dashboard (plain HTTP) is open to no pod: kubectl port-forward only.
+        assert all(8787 not in ports for ports in admitted.values())
+
+
+def test_kubernetes_dask_and_lrdask_speak_only_tls(tmp_path, monkeypatch):
+    """Every `dask scheduler`, `dask worker` and `lrdask` in the manifests: tls:// addresses
+    and --tls-ca-file/--tls-cert/--tls-key naming ca.crt/tls.crt/tls.key of a Secret mounted
+    read-only (not world-readable), filled by a cert-manager Certificate of this directory
+    that the cluster's own CA issues."""
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)  # only the pod's own
+    docs = [doc for _, doc in kube_docs()]
+    certificates = {d["spec"]["secretName"]: d for d in docs if d["kind"] == "Certificate"}
+    issuers = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Issuer"}
+    # The CA: a self-signed root whose Secret a CA Issuer signs with.
+    ca_issuers = {name for name, d in issuers.items() if "ca" in d["spec"]}
+    assert len(ca_issuers) == 1
+    [ca_issuer] = ca_issuers
+    root = certificates[issuers[ca_issuer]["spec"]["ca"]["secretName"]]
+    assert root["spec"]["isCA"] is True
+    assert "selfSigned" in issuers[root["spec"]["issuerRef"]["name"]]["spec"]
+    files = {"tls_ca_file": "ca.crt", "tls_cert": "tls.crt", "tls_key": "tls.key"}
+    seen = {"scheduler": 0, "worker": 0, "lrdask": 0}
+    for role, cluster, _, pod in kube_pods():
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        for container in pod["containers"]:
+            calls = [("dask", a) for a in invocations(container_argv(container), "dask")]
+            calls += [("lrdask", a) for a in invocations(container_argv(container), "lrdask")]
+            assert calls, f"{cluster}/{role}: runs neither dask nor lrdask"
+            for program, args in calls:
+                group = dask_group() if program == "dask" else cli
+                params = parsed(group, args, tmp_path)
+                env = {e["name"]: e.get("value") for e in container.get("env", [])}
+                where = f"{cluster}/{role}: {program} {args[0]}"
+                if program == "dask" and args[0] == "scheduler":
+                    assert params["protocol"] == "tls", where
+                else:
+                    address = params["scheduler"] or env.get("DASK_SCHEDULER_ADDRESS")
+                    assert address == f"tls://{cluster}-scheduler.lrdask.svc.cluster.local:8786"
+                seen[args[0] if program == "dask" else "lrdask"] += 1
+                secrets = set()
+                for param, key in files.items():
+                    path = params[param]
+                    assert path, f"{where}: no --{param.replace('_', '-')}"
+                    directory, name = path.rsplit("/", 1)
+                    [mount] = [m for m in container["volumeMounts"] if m["mountPath"] == directory]
+                    assert mount.get("readOnly") is True, where
+                    secret = volumes[mount["name"]]["secret"]
+                    assert secret["defaultMode"] & 0o007 == 0, f"{where}: others may read the key"
+                    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
+                    assert name == key, f"{where}: {path} is not the Secret's {key}"
+                    secrets.add(secret["secretName"])
+                [secret] = secrets
+                usages = set(certificates[secret]["spec"]["usages"])
+                assert certificates[secret]["spec"]["issuerRef"]["name"] == ca_issuer
+                assert "client auth" in usages, where  # Dask verifies clients too
+                if program == "dask":
+                    assert "server auth" in usages, where
+    assert seen["scheduler"] >= 2 and seen["worker"] >= 2 and seen["lrdask"] >= 2, seen
+
+
+def test_object_storage_credentials_come_from_workload_identity():
+    docs = {(d["kind"], d["metadata"]["name"]): d for _, d in kube_docs()}
+    account = docs[("ServiceAccount", "lrdask")]
+    annotations = account["metadata"]["annotations"]
+    assert annotations["eks.amazonaws.com/role-arn"].startswith("arn:aws:iam::")
+    assert annotations["iam.gke.io/gcp-service-account"].endswith(".iam.gserviceaccount.com")
+    assert account["automountServiceAccountToken"] is False  # no Kubernetes API token
+    for role, cluster, _, pod in kube_pods():
+        if role in ("job", "worker"):  # they read (and the job writes) object storage
+            assert pod.get("serviceAccountName") == "lrdask", f"{cluster}/{role}"
+        else:  # the scheduler reads no data
+            assert "serviceAccountName" not in pod and pod["automountServiceAccountToken"] is False
+        for container in pod["containers"]:
+            assert "envFrom" not in container, f"{cluster}/{role}: environment from a Secret"
+            for env in container.get("env", []):
+                assert "valueFrom" not in env and not env["name"].startswith("AWS_"), env
+
+
+def test_dashboards_are_not_published():
+    """No Service of type LoadBalancer or NodePort, no Ingress; Compose binds loopback."""
+    for _, doc in kube_docs():
+        assert doc["kind"] not in ("Ingress", "Service"), doc["kind"]
+        if doc["kind"] in ("DaskCluster", "DaskJob"):
+            cluster = (
+                doc["spec"] if doc["kind"] == "DaskCluster" else doc["spec"]["cluster"]["spec"]
+            )
+            assert cluster["scheduler"]["service"]["type"] == "ClusterIP"
+    published = [
+        (name, port)
+        for name, service in compose()["services"].items()
+        for port in service.get("ports", [])
+    ]
+    assert published, "the scheduler publishes its ports"
+    for name, port in published:
+        assert str(port).startswith("127.0.0.1:"), f"{name}: {port} is open beyond this machine"
 
 
 # ------------------------------------------------- Compose's commands as local processes
