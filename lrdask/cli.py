@@ -380,7 +380,8 @@ def cluster_options(func):
     type=click.FloatRange(min=0, min_open=True),
     default=600.0,
     show_default=True,
-    help="Seconds to wait for one pass over the data before giving up with exit 3.",
+    help="Seconds to wait for one pass over the data (any wait on the cluster) before "
+    "giving up with exit 3.",
 )
 @click.option(
     "--out",
