@@ -314,12 +314,15 @@ def _held_bytes(keys: list[str], dask_worker=None) -> dict:
     return out
 
 
-def _result_bytes(keys: list[str], w: np.ndarray, b: float, dask_worker=None) -> int:
-    """On a worker: pickled size of the partial sums it returns for one pass."""
-    blocks = [dask_worker.data[key] for key in keys if key in dask_worker.data]
-    if not blocks:
+def _result_bytes(held: list, w: np.ndarray, b: float, n_blocks: int, dask_worker=None) -> int:
+    """On a worker: pickled size of the partial sums (tree nodes) it returns for one pass;
+    ``held`` is its (block index, key) list."""
+    present = [(i, key) for i, key in held if key in dask_worker.data]
+    if not present:
         return 0
-    return len(pickle.dumps(fold_blocks(w, b, *blocks), protocol=pickle.HIGHEST_PROTOCOL))
+    blocks = [dask_worker.data[key] for _, key in present]
+    sums = fold_blocks(w, b, [i for i, _ in present], *blocks, n_blocks=n_blocks)
+    return len(pickle.dumps(sums, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def load_column_set(client, path: str, numeric, categorical) -> tuple[PersistedBlocks, dict]:
@@ -434,8 +437,8 @@ def bytes_per_pass(client, blocks: PersistedBlocks, n_coefficients: int) -> dict
     blocks.partial_sums(w, b)  # fills the worker → block keys assignment
     assignment = blocks._assignment
     returned = {
-        addr: client.run(_result_bytes, keys, w, b, workers=[addr])[addr]
-        for addr, keys in assignment.items()
+        addr: client.run(_result_bytes, held, w, b, len(blocks.futures), workers=[addr])[addr]
+        for addr, held in assignment.items()
     }
     return {
         "broadcast_w_b": len(pickle.dumps((w, b), protocol=pickle.HIGHEST_PROTOCOL)),

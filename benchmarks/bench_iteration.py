@@ -421,7 +421,7 @@ def _slowest_fold(folds: list[tuple[float, float]], window: tuple[float, float])
 def _timed_fold(w: np.ndarray, b: float, *blocks) -> float:
     """The per-worker task of a pass, returning only how long the kernel took."""
     start = time.perf_counter()
-    fold_blocks(w, b, *blocks)
+    fold_blocks(w, b, list(range(len(blocks))), *blocks, n_blocks=len(blocks))
     return time.perf_counter() - start
 
 
@@ -564,7 +564,7 @@ def bench_dask_ml(client: Client, path: str, features: list[str], iterations: in
 def bench_size(client: Client, size: Size, args: argparse.Namespace) -> dict:
     path = ensure_data(args.data_dir, size.rows, size.features, size.partitions)
     plan = plan_dataset(path, LABEL)
-    blocks = len(plan.blocks(args.workers))
+    blocks = len(plan.blocks())
     result: dict = {"size": vars(size), "path": path, "pieces": blocks}
     result["array_bytes"] = size.array_bytes
     log(f"{size.name}: NumPy in one process")
@@ -629,7 +629,7 @@ def bench_sweep(client: Client, args: argparse.Namespace) -> list[dict]:
     for size in sweep_configs(args.rows_scale):
         path = ensure_data(args.data_dir, size.rows, size.features, size.partitions)
         plan = plan_dataset(path, LABEL)
-        blocks_count = len(plan.blocks(args.workers))
+        blocks_count = len(plan.blocks())
         log(f"sweep: {size.rows} rows, {size.partitions} files ({blocks_count} blocks)")
         # No worker restart here: the sweep reports no memory, and on this VM a restart
         # after several multi-GiB loads sometimes leaves the LocalCluster with no workers.

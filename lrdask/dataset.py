@@ -100,13 +100,13 @@ class DatasetPlan:
             entry[1] += info.num_rows
         return [(name, n, rows) for name, (n, rows) in sorted(counts.items())]
 
-    def blocks(self, n_workers: int) -> list[tuple[Piece, ...]]:
+    def blocks(self) -> list[tuple[Piece, ...]]:
         """The pieces grouped into what the workers hold: small pieces are merged until a
         block has ``BLOCK_ENOUGH_ROWS`` (past which the kernel's cost per row is flat), up to
-        a piece's target size and at least two blocks per worker."""
+        a piece's target size. Defined by the data alone, never by the cluster: the blocks
+        and their order fix the arithmetic of every pass (``lrdask.reduction``)."""
         target = self.target_values // max(1, len(self.features))
-        share = -(-self.num_rows // max(1, 2 * n_workers))
-        return group_pieces(self.pieces, max(1, min(target, share)), BLOCK_ENOUGH_ROWS)
+        return group_pieces(self.pieces, max(1, target), BLOCK_ENOUGH_ROWS)
 
     def fingerprint_items(self) -> list[tuple[str, int, int, str]]:
         """(path, rows, bytes, version) per file: identifies the data for checkpoints and

@@ -31,12 +31,11 @@ from distributed import Client, Future, wait
 from distributed.comm.core import CommClosedError
 from distributed.scheduler import KilledWorker
 
-from lrdask import memory
+from lrdask import memory, reduction
 from lrdask.dataset import first_line
 from lrdask.errors import ClusterError, DataChangedError
 from lrdask.kernels import log_loss_sums
 from lrdask.loading import Block, BlockReport, load_pieces, profile_piece
-from lrdask.sums import merge_all
 
 log = logging.getLogger("lrdask")
 
@@ -66,7 +65,7 @@ class PersistedBlocks:
         self.need: memory.MemoryNeed | None = None  # the estimate, for messages
         self._load: tuple | None = None  # (load, args): to resubmit a stuck load
         self._groups: list[tuple[str, list[Future]]] = []
-        self._assignment: dict[str, list[str]] = {}  # worker -> block keys, for Client.run
+        self._assignment: dict[str, list[tuple[int, str]]] = {}  # worker -> (index, key)
         self._grouped_at = -np.inf
 
     @classmethod
@@ -177,6 +176,7 @@ class PersistedBlocks:
                 w,
                 b,
                 kernel,
+                len(self.futures),
                 workers=list(assignment),
                 on_error="return",
                 callback_timeout=self.timeout,
@@ -187,27 +187,30 @@ class PersistedBlocks:
             ) from None
         except (CommClosedError, OSError):
             return None
-        parts = [results.get(addr) for addr in assignment]  # sorted by address
-        if not all(hasattr(part, "merge") for part in parts):
+        parts = [results.get(addr) for addr in assignment]
+        if not all(isinstance(part, dict) for part in parts):
             return None
-        return merge_all(parts)
+        return reduction.total(parts, len(self.futures))
 
     def _fold_by_tasks(self, groups, w, b, kernel):
         """The robust path: tasks the scheduler can place, retry and recompute."""
+        index = {future.key: i for i, future in enumerate(self.futures)}
         level = [
             self.client.submit(
                 fold_blocks,
                 w,
                 b,
+                [index[block.key] for block in blocks],
                 *blocks,
                 kernel=kernel,
+                n_blocks=len(self.futures),
                 workers=[addr] if addr else None,
                 allow_other_workers=True,
                 pure=False,
             )
             for addr, blocks in groups
         ]
-        return merge_tree(self.client, level, self.timeout, self.need)
+        return merge_tree(self.client, level, self.timeout, len(self.futures), self.need)
 
     def release(self) -> None:
         for future in [*self.futures, *self.shared]:
@@ -234,7 +237,10 @@ class PersistedBlocks:
                 holders = sorted(who_has.get(future.key, ())) or [""]
                 groups.setdefault(holders[0], []).append(future)
             self._groups = sorted(groups.items())
-            self._assignment = {addr: [f.key for f in blocks] for addr, blocks in self._groups}
+            index = {future.key: i for i, future in enumerate(self.futures)}
+            self._assignment = {
+                addr: [(index[f.key], f.key) for f in blocks] for addr, blocks in self._groups
+            }
             self._grouped_at = now
         return self._groups
 
@@ -243,20 +249,22 @@ def merge_tree(
     client: Client,
     level: list[Future],
     timeout: float | None,
+    n_blocks: int,
     need: memory.MemoryNeed | None = None,
     what: str = "a pass over the data",
 ):
-    """Merge partial-sum futures in a tree of fan-in ``FAN_IN`` on the cluster; the driver
-    gathers and adds the last ≤ ``FAN_IN`` (Spark's ``treeAggregate`` shape)."""
+    """Combine futures of tree nodes (``lrdask.reduction``) over ``n_blocks`` blocks: in
+    groups of ``FAN_IN`` on the cluster (Spark's ``treeAggregate`` shape), the last ≤
+    ``FAN_IN`` on the driver. The grouping changes who adds, never what is added to what."""
     fan_in = max(2, FAN_IN)
     while len(level) > fan_in:
         level = [
-            client.submit(merge_sums, *level[i : i + fan_in], pure=False)
+            client.submit(merge_nodes, n_blocks, *level[i : i + fan_in], pure=False)
             for i in range(0, len(level), fan_in)
         ]
     with cluster_errors(what, timeout, client, need):
         bounded_wait(client, level, timeout, what, need)
-        return merge_all(gather(client, level, timeout))
+        return reduction.total(gather(client, level, timeout), n_blocks)
 
 
 def bounded_wait(
@@ -375,23 +383,27 @@ def _keys_in_state(keys, state, dask_scheduler=None):
     return [k for k in keys if k in tasks and tasks[k].state == state]
 
 
-async def fold_assigned(assignment: dict, w: np.ndarray, b: float, kernel, dask_worker=None):
+async def fold_assigned(
+    assignment: dict, w: np.ndarray, b: float, kernel, n_blocks: int, dask_worker=None
+):
     """Runs on a worker (via Client.run): fold the blocks assigned to this worker, read
     from its Dask data store, in a thread so the worker's event loop stays responsive.
-    Returns None if one of them is not there."""
-    keys = assignment.get(dask_worker.address, [])
+    Returns the tree nodes they determine, or None if one of them is not there."""
+    held = assignment.get(dask_worker.address, [])
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(None, _fold_present, dask_worker.data, keys, w, b, kernel)
+    return await loop.run_in_executor(
+        None, _fold_present, dask_worker.data, held, w, b, kernel, n_blocks
+    )
 
 
-def _fold_present(data, keys, w: np.ndarray, b: float, kernel):
+def _fold_present(data, held, w: np.ndarray, b: float, kernel, n_blocks: int):
     blocks = []
-    for key in keys:
+    for _, key in held:
         try:
             blocks.append(data[key])
         except KeyError:
             return None
-    return fold_blocks(w, b, *blocks, kernel=kernel)
+    return fold_blocks(w, b, [i for i, _ in held], *blocks, kernel=kernel, n_blocks=n_blocks)
 
 
 class StreamedPieces:
@@ -431,10 +443,12 @@ class StreamedPieces:
 
     def partial_sums(self, w: np.ndarray, b: float, kernel: Callable = log_loss_sums):
         level = [
-            self.client.submit(_load_and_fold, self.load, arg, w, b, kernel, expected, pure=False)
-            for arg, expected in zip(self.args, self.expected, strict=True)
+            self.client.submit(
+                _load_and_fold, self.load, i, arg, w, b, kernel, expected, pure=False
+            )
+            for i, (arg, expected) in enumerate(zip(self.args, self.expected, strict=True))
         ]
-        return merge_tree(self.client, level, self.timeout, self.need)
+        return merge_tree(self.client, level, self.timeout, len(self.args), self.need)
 
     def release(self) -> None:
         """Nothing is held between passes but the shared encoding."""
@@ -447,7 +461,7 @@ def _load_report(load: Callable[..., Block], *arg) -> BlockReport:
     return load(*arg).report
 
 
-def _load_and_fold(load: Callable[..., Block], arg: tuple, w, b, kernel, expected=None):
+def _load_and_fold(load: Callable[..., Block], i: int, arg: tuple, w, b, kernel, expected=None):
     """Read, check that the piece reads as it did at the validating read (``expected``:
     same rows, classes, missing and bad values), and fold."""
     block = load(*arg)
@@ -457,7 +471,7 @@ def _load_and_fold(load: Callable[..., Block], arg: tuple, w, b, kernel, expecte
             f"({_difference(expected, block.report)}); the job stops without publishing a "
             "model and keeps its checkpoint: rerun it once the data set is complete"
         )
-    return fold_block(kernel, block, w, b)
+    return reduction.leaves({i: fold_block(kernel, block, w, b)})
 
 
 def _difference(before: BlockReport, after: BlockReport) -> str:
@@ -470,13 +484,26 @@ def _difference(before: BlockReport, after: BlockReport) -> str:
     return "; ".join(changed[:3])
 
 
-def fold_blocks(w: np.ndarray, b: float, *blocks: Block, kernel: Callable = log_loss_sums):
-    """The per-worker task: the kernel over each local block, merged in block order."""
-    return merge_all(fold_block(kernel, block, w, b) for block in blocks)
+def fold_blocks(
+    w: np.ndarray,
+    b: float,
+    indices: list[int],
+    *blocks: Block,
+    kernel: Callable = log_loss_sums,
+    n_blocks: int,
+):
+    """The per-worker task: the kernel over each local block (``indices``: their places in
+    the plan), combined into the tree nodes they determine (``lrdask.reduction``)."""
+    sums = {i: fold_block(kernel, block, w, b) for i, block in zip(indices, blocks, strict=True)}
+    return reduction.combine([reduction.leaves(sums)], n_blocks)
 
 
 def fold_block(kernel: Callable, block: Block, w, b):
-    """The kernel over one block, with its row weights and categorical codes if it has them."""
+    """The kernel over one block, with its row weights and categorical codes if it has them.
+
+    BLAS runs on one thread here (``threadpoolctl``): a multi-threaded matrix product
+    splits its sums by thread count, which would make the bits depend on the machine."""
+    _one_blas_thread()
     extra = {}
     if block.weight is not None:
         extra["sample_weight"] = block.weight
@@ -486,8 +513,22 @@ def fold_block(kernel: Callable, block: Block, w, b):
         return kernel(block.X, block.y, w, b, **extra)
 
 
-def merge_sums(*parts):
-    return merge_all(parts)
+def merge_nodes(n_blocks: int, *parts: dict):
+    return reduction.combine(parts, n_blocks)
+
+
+_BLAS_PINNED = False
+
+
+def _one_blas_thread() -> None:
+    """Limit this process's BLAS to one thread, once (Dask's nanny sets the same through
+    OMP_NUM_THREADS; a worker started without one, or the driver, may not)."""
+    global _BLAS_PINNED
+    if not _BLAS_PINNED:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=1, user_api="blas")
+        _BLAS_PINNED = True
 
 
 def _report(block: Block) -> BlockReport:
@@ -498,7 +539,7 @@ def persist_plan(client: Client, plan, encoding, dtype: str, timeout, cache: boo
     """Blocks for a ``DatasetPlan`` (small files grouped), read as ``encoding`` says:
     cached on the workers, or streamed."""
     workers = memory.read_workers(client, timeout)
-    groups = plan.blocks(len(workers))
+    groups = plan.blocks()
     need = memory.estimate(
         [sum(p.num_rows for p in group) for group in groups],
         len(plan.features),
@@ -548,6 +589,11 @@ def profile_plan(client: Client, plan, request, timeout=None):
     rows = [piece.num_rows for piece in plan.pieces]
     need = memory.estimate(rows, len(plan.features), "float64", False, workers, cached=False)
     level = [
-        client.submit(profile_piece, piece, plan.fs, request, pure=False) for piece in plan.pieces
+        client.submit(_profile_leaf, i, piece, plan.fs, request, pure=False)
+        for i, piece in enumerate(plan.pieces)
     ]
-    return merge_tree(client, level, timeout, need, what="profiling the data")
+    return merge_tree(client, level, timeout, len(plan.pieces), need, "profiling the data")
+
+
+def _profile_leaf(i: int, piece, fs, request):
+    return reduction.leaves({i: profile_piece(piece, fs, request)})

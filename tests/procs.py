@@ -57,8 +57,10 @@ class RealCluster:
         nanny: bool = False,
         tls: dict[str, str] | None = None,
         memory_limit: str = "2GiB",
+        nthreads: int = 1,
     ):
         self.memory_limit = memory_limit
+        self.nthreads = nthreads
         self.port = free_port()
         self.address = f"{'tls' if tls else 'tcp'}://127.0.0.1:{self.port}"
         self.tmp_dir = tmp_dir
@@ -96,7 +98,7 @@ class RealCluster:
             "--host",
             "127.0.0.1",
             "--nthreads",
-            "1",
+            str(self.nthreads),
             "--memory-limit",
             self.memory_limit,
             "--no-dashboard",

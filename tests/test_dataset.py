@@ -184,14 +184,20 @@ def test_small_pieces_are_grouped_into_blocks():
     assert [p for g in groups for p in g] == pieces  # every piece once, in order
 
 
-def test_plan_keeps_two_blocks_per_worker(tmp_path):
+def test_blocks_depend_on_the_data_alone(tmp_path):
+    """Small files are grouped until a block has BLOCK_ENOUGH_ROWS rows, whatever the
+    cluster: the blocks fix the arithmetic (``lrdask.reduction``)."""
     from conftest import random_problem, write_partitions
+
+    from lrdask import dataset
 
     X, y = random_problem(400, 2)
     plan = plan_dataset(write_partitions(tmp_path / "d", X, y, [25] * 16), "y")
     assert len(plan.pieces) == 16
-    assert [len(g) for g in plan.blocks(n_workers=2)] == [4, 4, 4, 4]
-    assert len(plan.blocks(n_workers=8)) == 16
+    assert [len(g) for g in plan.blocks()] == [16]
+    plan.target_values = 2 * 100  # two features: 100 rows per block at most
+    assert [len(g) for g in plan.blocks()] == [4, 4, 4, 4]
+    assert dataset.BLOCK_ENOUGH_ROWS > 100
 
 
 def test_groups_close_once_they_have_enough_rows():

@@ -227,4 +227,4 @@ def test_many_small_files_are_folded_in_few_blocks_with_the_same_result(one_clie
     path = write_partitions(tmp_path / "d", X, y, [20] * 30)
     model = fit_gd(one_client, path, 0.5, 20)
     assert_matches_reference(model, X, y, 0.5, 20)
-    assert model.n_partitions_ == 5  # ≤ 150 rows (m / 2 per worker): 7 files a block, then 2
+    assert model.n_partitions_ == 1  # 600 rows < BLOCK_ENOUGH_ROWS: the 30 files in one block

@@ -47,7 +47,7 @@ def test_train_and_predict_on_a_real_cluster(real_cluster, tmp_path):
     np.testing.assert_allclose(doc["coef"], w, rtol=1e-12, atol=1e-12)
     assert doc["intercept"] == pytest.approx(b, rel=1e-12, abs=1e-12)
     np.testing.assert_allclose(doc["training"]["loss_history"][:40], costs, rtol=1e-12)
-    assert doc["training"]["n_partitions"] == 4
+    assert doc["training"]["n_partitions"] == 1  # 3000 rows: one block (BLOCK_ENOUGH_ROWS)
 
     preds = tmp_path / "preds"
     lrdask(

@@ -1,0 +1,138 @@
+"""Reproducible to the bit (issue #14): the same files and options give the same model.json
+numbers — coefficients, intercepts, cost history, iteration count, stop reason — on any
+number of workers, an embedded or a real cluster, after a worker or the driver was killed,
+cached or streamed, for every solver. Compared with ``np.array_equal``, not a tolerance.
+
+The data's optimum is flat (labels nearly independent of the features), so any rounding
+difference moves the point where the run stops and shows in the iteration count. Files of
+66,000-100,000 rows make one block each (``BLOCK_ENOUGH_ROWS``), nine blocks, which three
+workers cannot hold as aligned runs: the tree has to be completed across workers.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import numpy as np
+import pytest
+from conftest import write_partitions
+from procs import RealCluster, lrdask
+from test_faults import finish, start_train, wait_for_line
+
+pytestmark = pytest.mark.cluster
+
+SIZES = [70_000, 90_000, 66_000, 100_000, 70_000, 80_000, 75_000, 69_000, 66_500]
+
+
+@pytest.fixture(scope="module")
+def flat(tmp_path_factory):
+    rng = np.random.default_rng(14)
+    n = sum(SIZES)
+    X = rng.normal(size=(n, 5)) * [1.0, 1.5, 0.5, 1.0, 1.0] + [0.0, 1.0, -0.5, 0.3, 0.0]
+    y = (rng.random(n) < 0.5 + 0.02 * np.tanh(X[:, 0])).astype(float)
+    X3 = np.column_stack([X, rng.random(n)])
+    y3 = np.where(rng.random(n) < 0.34, 2.0, y)  # three classes, nearly random
+    root = tmp_path_factory.mktemp("flat")
+    return {
+        "binary": write_partitions(root / "binary", X, y, SIZES),
+        "multi": write_partitions(root / "multi", X3, y3, SIZES),
+    }
+
+
+def numbers(model_dir) -> dict:
+    doc = json.loads((model_dir / "model.json").read_text())
+    t = doc["training"]
+    return {
+        "coef": np.asarray(doc["coef"], dtype=float),
+        "intercept": np.asarray(doc["intercept"], dtype=float),
+        "loss_history": np.asarray(t["loss_history"], dtype=float),
+        "n_iter": t["n_iter"],
+        "stop_reason": t["stop_reason"],
+    }
+
+
+def assert_same_bits(a: dict, b: dict) -> None:
+    assert a["n_iter"] == b["n_iter"]
+    assert a["stop_reason"] == b["stop_reason"]
+    for key in ("coef", "intercept", "loss_history"):
+        assert np.array_equal(a[key], b[key]), key
+
+
+def train(data, out, *extra):
+    lrdask("train", data, "--label", "y", "--out", out, "--tol", 0, "--max-iter", 1500, *extra)
+    return numbers(out)
+
+
+OPTIONS = {
+    "gd": ["--alpha", 0.3, "--gtol", 1e-4],
+    "gd-float32": ["--alpha", 0.3, "--gtol", 1e-4, "--dtype", "float32"],
+    "lbfgs": ["--solver", "lbfgs", "--gtol", 1e-9],
+    "newton": ["--solver", "newton", "--gtol", 1e-12],
+    "agd-line-search": ["--solver", "agd", "--line-search", "--gtol", 1e-7],
+    "multinomial": ["--family", "multinomial", "--solver", "lbfgs", "--gtol", 1e-8],
+}
+
+
+@pytest.mark.parametrize("name", list(OPTIONS))
+def test_one_two_and_three_workers_give_the_same_bits(tmp_path, flat, name):
+    data = flat["multi" if name == "multinomial" else "binary"]
+    runs = [train(data, tmp_path / f"w{k}", "--workers", k, *OPTIONS[name]) for k in (1, 2, 3)]
+    assert runs[0]["n_iter"] > 3
+    for run in runs[1:]:
+        assert_same_bits(run, runs[0])
+
+
+@pytest.fixture(scope="module")
+def baseline(flat, tmp_path_factory):
+    """gd on one embedded worker, cached: what every other way of running must equal."""
+    out = tmp_path_factory.mktemp("baseline") / "m"
+    return train(flat["binary"], out, "--workers", 1, *OPTIONS["gd"])
+
+
+def test_streaming_gives_the_cached_bits(tmp_path, flat, baseline):
+    run = train(flat["binary"], tmp_path / "m", "--workers", 3, "--no-cache", *OPTIONS["gd"])
+    assert_same_bits(run, baseline)
+
+
+def test_a_real_cluster_with_two_threads_per_worker_gives_the_same_bits(tmp_path, flat, baseline):
+    with RealCluster(workers=3, tmp_dir=str(tmp_path), nthreads=2) as cluster:
+        run = train(flat["binary"], tmp_path / "m", "--scheduler", cluster.address, *OPTIONS["gd"])
+    assert_same_bits(run, baseline)
+
+
+def test_a_worker_killed_mid_run_changes_no_bit(tmp_path, flat, baseline):
+    out = tmp_path / "m"
+    with RealCluster(workers=3, tmp_dir=str(tmp_path)) as cluster:
+        proc = start_train(
+            flat["binary"], "--label", "y", "--out", out, "--tol", 0, "--max-iter", 1500,
+            "--scheduler", cluster.address, *OPTIONS["gd"],
+        )  # fmt: skip
+        try:
+            wait_for_line(proc, "iteration 15 cost")
+            cluster.kill_worker(1)
+            code, _, err = finish(proc)
+        finally:
+            proc.kill()
+    assert code == 0, err
+    assert "this pass runs as tasks" in err
+    assert_same_bits(numbers(out), baseline)
+
+
+def test_a_driver_killed_and_resumed_on_another_cluster_size_changes_no_bit(
+    tmp_path, flat, baseline
+):
+    out = tmp_path / "m"
+    args = [flat["binary"], "--label", "y", "--out", out, "--tol", 0, "--max-iter", 1500,
+            "--checkpoint-every", 10, *OPTIONS["gd"]]  # fmt: skip
+    proc = start_train(*args, "--workers", 3)
+    try:
+        wait_for_line(proc, "iteration 35 cost")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        proc.kill()
+    assert (out / "_checkpoint" / "checkpoint.json").exists()
+    result = lrdask("train", *args, "--workers", 1)
+    assert "resuming from checkpoint" in result.stderr
+    assert_same_bits(numbers(out), baseline)
