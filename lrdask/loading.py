@@ -73,6 +73,17 @@ class Block:
     codes: np.ndarray | None = None
     incomplete: np.ndarray | None = None
 
+    def __setstate__(self, state: dict) -> None:
+        """Unpickled (a block sent to another worker): Dask's transfer may place an array
+        at an address that is not a multiple of its item size, and NumPy and BLAS take
+        other code paths — with other rounding — for such data. Aligned copies keep every
+        block's partial sums the same bits wherever it is folded (``lrdask.reduction``)."""
+        for name, value in state.items():
+            if isinstance(value, np.ndarray) and not value.flags.aligned:
+                order = "F" if value.flags.f_contiguous and not value.flags.c_contiguous else "C"
+                state[name] = np.require(value, requirements=["A", order])
+        self.__dict__.update(state)
+
 
 def load_piece(
     piece: Piece,
