@@ -40,8 +40,12 @@ STALE_SECONDS = 600.0
 
 
 def lease_location(out: str) -> str:
-    """``…/.<name>.lease`` beside the output ``…/<name>``."""
+    """``…/.<name>.lease`` beside the output ``…/<name>``; a local output's symlinks are
+    resolved first, so that two names for one directory share one lease."""
     base = out.rstrip("/")
+    if "://" not in base or base.startswith("file://"):
+        local = base.removeprefix("file://")
+        base = os.path.realpath(local) if local else base
     parent, _, name = base.rpartition("/")
     return f"{parent}/.{name}.lease" if parent else f".{name}.lease"
 
@@ -105,9 +109,19 @@ def _create(url: str, doc: dict, storage_options) -> bool:
     fs.makedirs(parent, exist_ok=True)
     try:
         if isinstance(fs, LocalFileSystem):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
+            # written whole under a private name, then hard-linked into place: link() is
+            # exclusive like O_EXCL, and no racer ever reads a lease half-written
+            draft = f"{path}.{uuid.uuid4().hex[:8]}.draft"
+            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.link(draft, path)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(draft)
         else:
             fs.pipe_file(path, data, mode="create")
     except FileExistsError:
