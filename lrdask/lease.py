@@ -2,7 +2,9 @@
 
 A job that writes an output first creates ``.<name>.lease`` beside it (hidden, so that
 no Parquet reader takes it for data, and outside the directory, which predict replaces
-by a rename), *exclusively*: on a local disk or NFS with ``O_CREAT | O_EXCL``; on an
+by a rename), *exclusively*: on a local disk or NFS written whole under a private name and
+hard-linked into place (``link`` fails when the name exists, as ``O_EXCL`` does, and no
+racer reads a half-written lease); on an
 object store with a conditional PUT (``If-None-Match: *``, which AWS S3, MinIO and moto
 honour; s3fs's ``mode="create"``). Exactly one of two jobs that race gets it; the other
 exits 2 naming the holder. The lease names its holder (host, pid, start time, command)
