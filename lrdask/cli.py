@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -24,6 +25,19 @@ from lrdask.storage import storage_error
 from lrdask.train_job import TrainConfig, log_cluster, run_training
 
 log = logging.getLogger("lrdask")
+
+
+class FiniteRange(click.FloatRange):
+    """A float range that also refuses nan and ±inf (click's own range lets them through:
+    every comparison with nan is false), for flags and config keys alike."""
+
+    name = "finite float range"
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
 
 
 class _Group(click.Group):
@@ -104,6 +118,14 @@ log_format_option = click.option(
     help="Log lines as text or as one JSON object per line.",
 )
 
+pass_timeout_option = click.option(
+    "--pass-timeout",
+    type=FiniteRange(min=0, min_open=True),
+    default=600.0,
+    show_default=True,
+    help="Seconds to wait for one pass over the data (any wait on the cluster) before "
+    "giving up with exit 3.",
+)
 storage_option = click.option(
     "--storage-option",
     "storage_pairs",
@@ -141,7 +163,7 @@ def cluster_options(func):
     )(func)
     func = click.option(
         "--connect-timeout",
-        type=click.FloatRange(min=0, min_open=True),
+        type=FiniteRange(min=0, min_open=True),
         default=30.0,
         show_default=True,
         help="Seconds to wait for the scheduler and its first worker.",
@@ -203,7 +225,7 @@ def cluster_options(func):
 )
 @click.option(
     "--alpha",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteRange(min=0, min_open=True),
     default=0.1,
     show_default=True,
     help="Learning rate α in w := w − α·dw.",
@@ -217,7 +239,7 @@ def cluster_options(func):
 )
 @click.option(
     "--tol",
-    type=click.FloatRange(min=0),
+    type=FiniteRange(min=0),
     default=1e-8,
     show_default=True,
     help="Stop when the objective improves by at most this much in one iteration; unless "
@@ -225,7 +247,7 @@ def cluster_options(func):
 )
 @click.option(
     "--gtol",
-    type=click.FloatRange(min=0),
+    type=FiniteRange(min=0),
     default=1e-4,
     show_default=True,
     help="Converged when the largest absolute component of the objective's gradient is at "
@@ -256,7 +278,7 @@ def cluster_options(func):
 )
 @click.option(
     "--l2",
-    type=click.FloatRange(min=0),
+    type=FiniteRange(min=0),
     default=0.0,
     show_default=True,
     help="L2 penalty λ: minimize J + (λ/2)·‖w‖², intercept not penalized "
@@ -264,7 +286,7 @@ def cluster_options(func):
 )
 @click.option(
     "--l1",
-    type=click.FloatRange(min=0),
+    type=FiniteRange(min=0),
     default=0.0,
     show_default=True,
     help="L1 penalty λ₁: minimize J + λ₁·‖w‖₁ (sparse weights; intercept not penalized). "
@@ -375,14 +397,7 @@ def cluster_options(func):
     "Parquet columns on every pass, for data larger than the cluster's memory.",
 )
 @cluster_options
-@click.option(
-    "--pass-timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=600.0,
-    show_default=True,
-    help="Seconds to wait for one pass over the data (any wait on the cluster) before "
-    "giving up with exit 3.",
-)
+@pass_timeout_option
 @click.option(
     "--out",
     "out",
@@ -544,6 +559,7 @@ def _typed(pairs: dict[str, str]) -> dict:
 @storage_option
 @log_format_option
 @cluster_options
+@pass_timeout_option
 def predict(model_dir, data, out, keep, overwrite, storage_pairs, log_format, **cluster) -> None:
     """Score DATA with the model in MODEL_DIR; write `probability` and `prediction` columns.
 
@@ -561,7 +577,9 @@ def predict(model_dir, data, out, keep, overwrite, storage_pairs, log_format, **
         client,
         options,
     ):
-        rows = write_predictions(client, model, plan, out, keep, options, overwrite)
+        rows = write_predictions(
+            client, model, plan, out, keep, options, overwrite, cluster["pass_timeout"]
+        )
     log.info("%d predictions written to %s", rows, out)
     click.echo(out)
 
@@ -649,6 +667,7 @@ def make_data(
 @storage_option
 @log_format_option
 @cluster_options
+@pass_timeout_option
 def evaluate(model_dir, data, out, storage_pairs, log_format, **cluster) -> None:
     """Score DATA (with its label column) and print log loss, accuracy, precision, recall,
     F1, ROC AUC and PR AUC as JSON, computed on the cluster partition by partition."""
@@ -661,7 +680,7 @@ def evaluate(model_dir, data, out, storage_pairs, log_format, **cluster) -> None
         client,
         options,
     ):
-        result = evaluate_dataset(client, model, plan, options)
+        result = evaluate_dataset(client, model, plan, options, cluster["pass_timeout"])
     text = artifact.dumps(result)
     if out:
         storage.write_bytes_atomic(out, text.encode(), options)
@@ -802,7 +821,7 @@ def _model_on_cluster(model_dir, data, with_label, storage_pairs, log_format, cl
     with connect(
         scheduler, cluster["workers"], cluster["connect_timeout"], security=security
     ) as client:
-        log_cluster(client, scheduler)
+        log_cluster(client, scheduler, cluster["pass_timeout"])
         yield model, plan, client, options
 
 

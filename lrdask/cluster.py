@@ -15,7 +15,9 @@ import logging
 import os
 import socket
 import ssl
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import dask
 from distributed import Client, LocalCluster
@@ -24,6 +26,8 @@ from distributed.comm.core import CommClosedError
 from distributed.security import Security
 
 from lrdask.errors import ClusterError, ConfigError
+
+T = TypeVar("T")
 
 TLS_OPTIONS = ("--tls-ca-file", "--tls-cert", "--tls-key")
 TLS_SETTINGS = (  # Dask's own config, for an option not given
@@ -77,17 +81,40 @@ def default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def dashboard_link(client: Client) -> str | None:
+def dashboard_link(client: Client, timeout: float = 10.0) -> str | None:
+    """The dashboard's URL, or None (no dashboard, or the scheduler does not answer)."""
     try:
-        return client.dashboard_link
-    except Exception:  # a cluster started without the dashboard
+        return bounded(lambda: client.dashboard_link, timeout)
+    except Exception:  # a cluster started without the dashboard, or not answering
         return None
+
+
+def bounded(call: Callable[[], T], timeout: float) -> T:
+    """``call()`` in a daemon thread, waited for at most ``timeout`` seconds (TimeoutError
+    after that). For Dask calls that take no timeout of their own: a scheduler that accepts
+    connections but is stopped (SIGSTOP, swapping) would hold them forever."""
+    box: dict = {}
+
+    def run() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as exc:  # handed to the caller's thread
+            box["error"] = exc
+
+    worker = threading.Thread(target=run, daemon=True, name="lrdask-bounded")
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise TimeoutError(f"no answer within {timeout:g}s")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def _attach(address: str, timeout: float, security: Security | None) -> Client:
     _check_address(address)
     try:
-        client = Client(address, timeout=timeout, security=security)
+        client = bounded(lambda: Client(address, timeout=timeout, security=security), timeout + 5)
     except (OSError, TimeoutError) as exc:
         refused = _tls_refusal(exc) if security is not None else None
         if refused:
@@ -102,7 +129,7 @@ def _attach(address: str, timeout: float, security: Security | None) -> Client:
             "check --scheduler / DASK_SCHEDULER_ADDRESS and that the scheduler is running"
         ) from None
     try:
-        client.wait_for_workers(1, timeout=timeout)
+        bounded(lambda: client.wait_for_workers(1, timeout=timeout), timeout + 5)
     except (OSError, TimeoutError):
         client.close()
         raise ClusterError(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lrdask.kernels import linear_predictor, log_loss_rows, sigmoid
+from lrdask.kernels import check_finite_scores, linear_predictor, log_loss_rows, sigmoid
 
 BINS = 2**15
 Z_RANGE = 40.0
@@ -43,6 +43,7 @@ def evaluation_sums(
     """The kernel for one partition (pure NumPy). Counts rows: ``sample_weight`` is
     accepted so it runs over weighted blocks, and not used."""
     z = linear_predictor(X, w, b, codes)
+    check_finite_scores(z, w)
     predicted = (sigmoid(z) >= 0.5).astype(np.int64)
     truth = y.astype(np.int64)
     confusion = np.zeros((2, 2), dtype=np.int64)
@@ -178,14 +179,17 @@ def multiclass_metrics(sums: MulticlassSums) -> dict:
     }
 
 
-def evaluate_dataset(client, model, data: str, storage_options: dict | None = None) -> dict:
+def evaluate_dataset(
+    client, model, data: str, storage_options: dict | None = None, timeout: float | None = None
+) -> dict:
     """Metrics of ``model`` on the Parquet data set ``data`` (which must hold the label),
-    read by the same planner, loader and encoding as training."""
+    read by the same planner, loader and encoding as training. ``timeout`` bounds each
+    pass (ClusterError after it)."""
     import logging
 
     from lrdask.loading import check_reports, load_piece, summarize
     from lrdask.predict import plan_for_model
-    from lrdask.scheduling import StreamedPieces, share
+    from lrdask.scheduling import StreamedPieces, share, streamed_need
 
     log = logging.getLogger("lrdask")
     from lrdask.dataset import DatasetPlan
@@ -195,10 +199,11 @@ def evaluate_dataset(client, model, data: str, storage_options: dict | None = No
         plan = plan_for_model(model, data, model.label_, storage_options)
     data = plan.url
     encoding = model.encoding_.reading(model.label_)
-    shared = share(client, encoding)
+    shared = share(client, encoding, timeout)
     args = [(piece, plan.fs, shared, "float64") for piece in plan.pieces]
-    pieces = StreamedPieces(client, load_piece, args)
+    pieces = StreamedPieces(client, load_piece, args, timeout)
     pieces.shared = [shared]
+    pieces.need = streamed_need(client, plan, timeout)
     reports = pieces.reports()
     check_reports(reports, plan.label, encoding.family, training=False, classes=encoding.classes)
     summarize(reports, log)

@@ -297,3 +297,20 @@ def linear_predictor(X: np.ndarray, w: np.ndarray, b, codes=None) -> np.ndarray:
     if codes is not None:
         z += category_z(codes, category_slots(w, f))
     return z
+
+
+def check_finite_scores(z: np.ndarray, w, where: str = "the data") -> None:
+    """Raise ModelError when a finite model gives NaN scores (its coefficients times these
+    values overflow float64 to +inf and −inf in one row): probabilities and metrics of such
+    rows would be NaN, never a number to publish. (A score of ±inf is a probability of
+    0 or 1, and stays.)"""
+    bad = np.isnan(z)
+    if bad.any():
+        from lrdask.errors import ModelError
+
+        rows = int(bad.any(axis=1).sum()) if bad.ndim == 2 else int(bad.sum())
+        raise ModelError(
+            f"{where}: the model's scores x·w + b overflow for {rows} row(s) (largest "
+            f"|coefficient| {float(np.max(np.abs(w))):.3g}); the model does not fit this "
+            "data: retrain it, or check the model file"
+        )

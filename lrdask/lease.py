@@ -2,7 +2,9 @@
 
 A job that writes an output first creates ``.<name>.lease`` beside it (hidden, so that
 no Parquet reader takes it for data, and outside the directory, which predict replaces
-by a rename), *exclusively*: on a local disk or NFS with ``O_CREAT | O_EXCL``; on an
+by a rename), *exclusively*: on a local disk or NFS written whole under a private name and
+hard-linked into place (``link`` fails when the name exists, as ``O_EXCL`` does, and no
+racer reads a half-written lease); on an
 object store with a conditional PUT (``If-None-Match: *``, which AWS S3, MinIO and moto
 honour; s3fs's ``mode="create"``). Exactly one of two jobs that race gets it; the other
 exits 2 naming the holder. The lease names its holder (host, pid, start time, command)
@@ -40,8 +42,12 @@ STALE_SECONDS = 600.0
 
 
 def lease_location(out: str) -> str:
-    """``…/.<name>.lease`` beside the output ``…/<name>``."""
+    """``…/.<name>.lease`` beside the output ``…/<name>``; a local output's symlinks are
+    resolved first, so that two names for one directory share one lease."""
     base = out.rstrip("/")
+    if "://" not in base or base.startswith("file://"):
+        local = base.removeprefix("file://")
+        base = os.path.realpath(local) if local else base
     parent, _, name = base.rpartition("/")
     return f"{parent}/.{name}.lease" if parent else f".{name}.lease"
 
@@ -105,9 +111,19 @@ def _create(url: str, doc: dict, storage_options) -> bool:
     fs.makedirs(parent, exist_ok=True)
     try:
         if isinstance(fs, LocalFileSystem):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
+            # written whole under a private name, then hard-linked into place: link() is
+            # exclusive like O_EXCL, and no racer ever reads a lease half-written
+            draft = f"{path}.{uuid.uuid4().hex[:8]}.draft"
+            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.link(draft, path)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(draft)
         else:
             fs.pipe_file(path, data, mode="create")
     except FileExistsError:

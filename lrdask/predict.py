@@ -27,7 +27,7 @@ from lrdask.errors import DataError, OutputExistsError
 from lrdask.lease import lease
 from lrdask.loading import BlockReport, check_reports, load_piece, summarize
 from lrdask.outputs import SUCCESS_FILE
-from lrdask.scheduling import cluster_errors, share
+from lrdask.scheduling import bounded_wait, cluster_errors, gather, share, streamed_need
 from lrdask.storage import storage_errors
 
 log = logging.getLogger("lrdask")
@@ -41,14 +41,20 @@ def write_predictions(
     keep: list[str] | None = None,
     storage_options: dict | None = None,
     overwrite: bool = False,
+    timeout: float | None = None,
 ) -> int:
     """Score every row of ``data`` into ``out_dir``; returns the number of rows written.
-    The job holds ``out_dir``'s lease (``lrdask.lease``) while it writes."""
+    The job holds ``out_dir``'s lease (``lrdask.lease``) while it writes. ``timeout``
+    bounds the wait for the scoring tasks (ClusterError after it)."""
     with lease(out_dir, "predict", storage_options):
-        return _write_predictions(client, model, data, out_dir, keep, storage_options, overwrite)
+        return _write_predictions(
+            client, model, data, out_dir, keep, storage_options, overwrite, timeout
+        )
 
 
-def _write_predictions(client, model, data, out_dir, keep, storage_options, overwrite) -> int:
+def _write_predictions(
+    client, model, data, out_dir, keep, storage_options, overwrite, timeout=None
+) -> int:
     keep = list(keep or [])
     plan = (
         data
@@ -61,8 +67,9 @@ def _write_predictions(client, model, data, out_dir, keep, storage_options, over
         raise OutputExistsError(f"{out_dir} already exists; pass --overwrite to replace it")
     encoding = model.encoding_.reading(None)
     check_keep(plan, keep)
-    shared = share(client, encoding)  # one copy per worker, not one per task
-    shared_model = share(client, (np.asarray(model.coef_), model.intercept_))
+    shared = share(client, encoding, timeout)  # one copy per worker, not one per task
+    shared_model = share(client, (np.asarray(model.coef_), model.intercept_), timeout)
+    need = streamed_need(client, plan, timeout)
     staging = f"{out_path.rstrip('/')}.staging-{uuid.uuid4().hex[:8]}"
     with storage_errors("create", staging):
         fs.makedirs(staging, exist_ok=True)
@@ -79,8 +86,9 @@ def _write_predictions(client, model, data, out_dir, keep, storage_options, over
             model=shared_model,
             pure=False,
         )
-        with cluster_errors("scoring", None):
-            reports = client.gather(futures)
+        with cluster_errors("scoring", timeout, client, need):
+            bounded_wait(client, futures, timeout, "scoring", need)
+            reports = gather(client, futures, timeout)
         check_reports(reports, None, training=False)
         summarize(reports, log, skipped="scored as null (a missing value)")
         with storage_errors("publish predictions to", out_dir):
@@ -111,6 +119,9 @@ def score_piece(
     if block.report.bad_values or block.report.missing_values:
         return block.report
     proba = block_probabilities(block, coef, intercept)
+    kernels.check_finite_scores(
+        proba if block.incomplete is None else proba[~block.incomplete], coef, block.report.source
+    )
     columns = {name: block.extra.column(name) for name in keep}
     columns.update(output_columns(proba, encoding.classes, np.ndim(coef) == 2, block.incomplete))
     table = pa.table(columns)

@@ -205,7 +205,7 @@ class PersistedBlocks:
                 kernel=kernel,
                 n_blocks=len(self.futures),
                 workers=[addr] if addr else None,
-                allow_other_workers=True,
+                allow_other_workers=bool(addr),  # Dask refuses it without workers=
                 pure=False,
             )
             for addr, blocks in groups
@@ -358,7 +358,11 @@ def cluster_errors(
         if client is not None and need is not None and isinstance(exc, KilledWorker):
             with contextlib.suppress(Exception):
                 hint = memory.explain(need, memory.read_workers(client, 5))
-        text = f"lost the Dask cluster during {what}: {reason}"
+        text = (
+            f"workers kept dying during {what}: {reason}"
+            if isinstance(exc, KilledWorker)
+            else f"lost the Dask cluster during {what}: {reason}"
+        )
         raise ClusterError(f"{text}; {hint}" if hint else text) from None
 
 
@@ -597,3 +601,10 @@ def profile_plan(client: Client, plan, request, timeout=None):
 
 def _profile_leaf(i: int, piece, fs, request):
     return reduction.leaves({i: profile_piece(piece, fs, request)})
+
+
+def streamed_need(client: Client, plan, timeout=None) -> memory.MemoryNeed:
+    """The memory estimate for reading ``plan`` piece by piece (predict, evaluate)."""
+    rows = [piece.num_rows for piece in plan.pieces]
+    workers = memory.read_workers(client, timeout)
+    return memory.estimate(rows, len(plan.features), "float64", False, workers, cached=False)

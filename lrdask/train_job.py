@@ -19,9 +19,10 @@ from lrdask import artifact, storage
 from lrdask.checkpoint import Checkpoints
 from lrdask.cluster import client_security, connect, dashboard_link
 from lrdask.dataset import plan_dataset
-from lrdask.errors import NotConvergedError, OutputExistsError
+from lrdask.errors import ClusterError, NotConvergedError, OutputExistsError
 from lrdask.estimator import PARAMETERS, LogisticRegression
 from lrdask.lease import lease
+from lrdask.memory import read_workers
 from lrdask.outputs import is_complete, withdraw_success, write_run_outputs
 from lrdask.progress import TrainingProgress
 
@@ -141,7 +142,7 @@ def _train(cfg: TrainConfig, model, plan, validation, identity, started, securit
     if not cfg.resume:
         checkpoints.clear()
     with connect(cfg.scheduler, cfg.workers, cfg.connect_timeout, security=security) as client:
-        log_cluster(client, cfg.scheduler)
+        log_cluster(client, cfg.scheduler, cfg.pass_timeout)
         progress = TrainingProgress(cfg.max_iter, cfg.log_every)
         try:
             model.fit(
@@ -222,8 +223,15 @@ def log_directories(plan) -> None:
             log.info("  … and %d more directories", len(summary) - 50)
 
 
-def log_cluster(client, scheduler: str | None) -> None:
-    workers = client.scheduler_info(n_workers=-1)["workers"]
+def log_cluster(client, scheduler: str | None, timeout: float = 30.0) -> None:
+    """Log where the job runs. Raises ClusterError if the scheduler stops answering."""
+    try:
+        workers = read_workers(client, timeout)
+    except (OSError, TimeoutError):
+        raise ClusterError(
+            f"the Dask scheduler at {scheduler} does not answer (no reply within "
+            f"{timeout:g}s after connecting); check that it is running and not stopped"
+        ) from None
     where = f"scheduler {scheduler}" if scheduler else "embedded LocalCluster"
     log.info("cluster: %s, %d worker(s)", where, len(workers))
     link = dashboard_link(client)
