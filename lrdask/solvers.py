@@ -288,8 +288,7 @@ def _note_progress(state: SolverState, rule: StopRule, note_rise: bool = True) -
     if rule.tol > 0 and 0.0 <= improvement <= rule.tol:
         state.status = STALLED
     elif (
-        improvement
-        < -64 * np.finfo(float).eps * abs(history[-1])  # rounding in a sum of m rows
+        improvement < -64 * np.finfo(float).eps * abs(history[-1])  # rounding in a sum of m rows
         and note_rise
         and state.cost_increased_at is None
     ):
