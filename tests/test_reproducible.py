@@ -78,7 +78,7 @@ OPTIONS = {
 def test_one_two_and_three_workers_give_the_same_bits(tmp_path, flat, name):
     data = flat["multi" if name == "multinomial" else "binary"]
     runs = [train(data, tmp_path / f"w{k}", "--workers", k, *OPTIONS[name]) for k in (1, 2, 3)]
-    assert runs[0]["n_iter"] > 3
+    assert runs[0]["n_iter"] > 1
     for run in runs[1:]:
         assert_same_bits(run, runs[0])
 
