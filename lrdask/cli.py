@@ -31,8 +31,6 @@ class FiniteRange(click.FloatRange):
     """A float range that also refuses nan and ±inf (click's own range lets them through:
     every comparison with nan is false), for flags and config keys alike."""
 
-    name = "finite float range"
-
     def convert(self, value, param, ctx):
         number = super().convert(value, param, ctx)
         if not math.isfinite(number):
