@@ -292,10 +292,16 @@ def bounded_wait(
             pass
         if deadline is not None and time.monotonic() >= deadline:
             raise ClusterError(timeout_message(what, timeout, client, need))
-        if on_poll is not None:
-            futures = on_poll()
+        try:
+            if on_poll is not None:
+                futures = on_poll()
+            workers = memory.read_workers(client, POLL_SECONDS * 5)
+        except (OSError, TimeoutError, CommClosedError) as exc:
+            raise ClusterError(
+                f"lost the Dask cluster during {what}: the scheduler does not answer "
+                f"({first_line(exc) or type(exc).__name__})"
+            ) from None
         now = time.monotonic()
-        workers = memory.read_workers(client, POLL_SECONDS * 5)
         paused = {w.address for w in workers if w.status == "paused"}
         paused_since = {a: paused_since.get(a, now) for a in paused}
         if any(now - since >= PAUSE_GRACE_SECONDS for since in paused_since.values()):

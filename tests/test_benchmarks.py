@@ -62,3 +62,14 @@ def test_solver_benchmark_runs(tmp_path):
 def test_categorical_benchmark_runs(tmp_path):
     table, raw = run("bench_categorical.py", tmp_path, "--rows", "20000", "--quick")
     assert "categorical" in table.lower() and raw
+
+
+@pytest.mark.cluster
+def test_reduction_benchmark_runs(tmp_path):
+    table, raw = run(
+        "bench_reduction.py", tmp_path, "--rows", "200000", "--workers", "1,3", "--iterations", "3"
+    )
+    assert "| 3 (" in table and "same bits every pass" in table
+    assert [r["workers"] for r in raw] == [1, 3]
+    assert all(r["same_bits_every_pass"] for r in raw)
+    assert len(raw[1]["returned_per_worker"]) <= 3
