@@ -7,12 +7,14 @@ and the result does not change.
 A pass is one fold per worker over the blocks that worker holds, with (w, b) as small
 arguments. The fast path runs those folds with ``Client.run`` (one broadcast through the
 scheduler, ~3 ms, instead of a task graph per iteration, ~20 ms): each worker reads its
-blocks from its own Dask data store, where they stay known to the scheduler. The driver
-adds the per-worker partial sums (like the last level of Spark's ``treeAggregate``).
+blocks from its own Dask data store, where they stay known to the scheduler. Each worker
+returns the nodes of the fixed reduction tree its blocks determine and the driver
+completes the tree (``lrdask.reduction``), so the bits do not depend on the placement.
 Whenever a block is not where the driver expects it (a worker died, a block moved) or
 there are more than ``DIRECT_MAX`` workers, the pass runs as ordinary tasks instead: one
-per worker, merged in a tree of fan-in ``FAN_IN`` on the cluster, and the scheduler
-recomputes whatever was lost. Both paths fold the same blocks in the same order.
+per worker, merged in groups of ``FAN_IN`` on the cluster by the same tree, and the
+scheduler recomputes whatever was lost. Every wait is bounded by the pass timeout and
+watches the workers' memory (``lrdask.memory``).
 """
 
 from __future__ import annotations
