@@ -148,8 +148,19 @@ def explain(need: MemoryNeed | None, workers: list[WorkerMemory]) -> str:
 
 
 def read_workers(client, timeout: float | None = None) -> list[WorkerMemory]:
-    """Every worker's limit, process memory and status, from the scheduler."""
-    info = client.sync(client.scheduler.identity, n_workers=-1, callback_timeout=timeout)
+    """Every worker's limit, process memory and status, from the scheduler. Raises
+    ClusterError when the scheduler does not answer within ``timeout`` seconds."""
+    from distributed.comm.core import CommClosedError
+
+    from lrdask.errors import ClusterError
+
+    try:
+        info = client.sync(client.scheduler.identity, n_workers=-1, callback_timeout=timeout)
+    except (OSError, TimeoutError, CommClosedError) as exc:
+        raise ClusterError(
+            f"lost the Dask cluster: the scheduler does not answer ({exc or type(exc).__name__}); "
+            "check that it is running and not stopped"
+        ) from None
     return [
         WorkerMemory(
             address,

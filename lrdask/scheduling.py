@@ -298,10 +298,10 @@ def bounded_wait(
             if on_poll is not None:
                 futures = on_poll()
             workers = memory.read_workers(client, POLL_SECONDS * 5)
-        except (OSError, TimeoutError, CommClosedError) as exc:
+        except (OSError, TimeoutError, CommClosedError, ClusterError) as exc:
             raise ClusterError(
                 f"lost the Dask cluster during {what}: the scheduler does not answer "
-                f"({first_line(exc) or type(exc).__name__})"
+                f"({type(exc).__name__})"
             ) from None
         now = time.monotonic()
         paused = {w.address for w in workers if w.status == "paused"}
@@ -597,9 +597,7 @@ def _value(value):
 def profile_plan(client: Client, plan, request, timeout=None):
     """The profile pass (levels, classes, means; ``lrdask.encoding``): one task per piece
     of the plan (pieces depend on the data alone), merged in a fixed order."""
-    workers = memory.read_workers(client, timeout)
-    rows = [piece.num_rows for piece in plan.pieces]
-    need = memory.estimate(rows, len(plan.features), "float64", False, workers, cached=False)
+    need = streamed_need(client, plan, timeout)
     level = [
         client.submit(_profile_leaf, i, piece, plan.fs, request, pure=False)
         for i, piece in enumerate(plan.pieces)
