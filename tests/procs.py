@@ -128,6 +128,29 @@ class RealCluster:
         self.workers[index].send_signal(signal.SIGKILL)
         self.workers[index].wait(10)
 
+    def holders(self) -> list[int]:
+        """PIDs of the worker processes that hold a loaded block of a running job, sorted.
+
+        A fault test must hit a worker that matters: blocks are defined by the data alone,
+        so a small data set is one block on one worker, and faulting another worker would
+        test nothing. Fails the test when no worker holds a block yet."""
+        with Client(self.address, timeout=30, security=self.security()) as client:
+            has_what = client.has_what()
+            pids = client.run(os.getpid)
+        found = sorted(
+            pids[addr]
+            for addr, keys in has_what.items()
+            if addr in pids and any(str(key).startswith("lrdask-load-") for key in keys)
+        )
+        assert found, f"no worker holds a block: {has_what}"
+        return found
+
+    def fault_holder(self, sig: int = signal.SIGKILL) -> int:
+        """Send ``sig`` to the first worker process that holds a block; its PID."""
+        pid = self.holders()[0]
+        os.kill(pid, sig)
+        return pid
+
     def worker_processes(self) -> list[int]:
         """PIDs of the worker processes themselves: a nanny's spawned child, or the
         `dask worker` process when there is no nanny."""

@@ -84,7 +84,7 @@ def test_worker_killed_mid_training_changes_nothing(tmp_path, problem):
         )
         try:
             wait_for_line(proc, "iteration 20 cost")
-            cluster.kill_worker(0)
+            cluster.fault_holder()
             code, _, err = finish(proc)
         finally:
             proc.kill()

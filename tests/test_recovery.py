@@ -75,15 +75,16 @@ def test_a_stopped_worker_ends_the_pass_within_the_pass_timeout(tmp_path, proble
             "--scheduler",
             cluster.address,
         )
-        stopped = cluster.workers[0]
+        stopped = None
         try:
             wait_for_line(proc, "iteration 20 cost")
-            stopped.send_signal(signal.SIGSTOP)
+            stopped = cluster.fault_holder(signal.SIGSTOP)
             started = time.monotonic()
             code, _, err = finish(proc, timeout=120)
             waited = time.monotonic() - started
         finally:
-            stopped.send_signal(signal.SIGCONT)
+            if stopped:
+                os.kill(stopped, signal.SIGCONT)
             proc.kill()
     assert code == 3, err
     last = err.strip().splitlines()[-1]

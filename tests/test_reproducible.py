@@ -110,7 +110,7 @@ def test_a_worker_killed_mid_run_changes_no_bit(tmp_path, flat, baseline):
         )  # fmt: skip
         try:
             wait_for_line(proc, "iteration 15 cost")
-            cluster.kill_worker(1)
+            cluster.fault_holder()
             code, _, err = finish(proc)
         finally:
             proc.kill()
