@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import dask
 
+from lrdask import reduction
+
 # A block being read is held about three times: Arrow buffers, the NumPy array, a copy.
 LOAD_FACTOR = 3
 # A worker process that has read Parquet (Python, NumPy, pyarrow, Dask): the least it uses,
@@ -92,16 +94,17 @@ def estimate(
     workers: list[WorkerMemory],
     cached: bool,
 ) -> MemoryNeed:
-    """The bytes per worker for blocks of ``rows_per_block`` rows dealt round-robin to
-    ``workers`` (as the loader places them)."""
+    """The bytes per worker for blocks of ``rows_per_block`` rows placed on ``workers``
+    in contiguous runs, block i on worker ⌊i·W/n⌋ (as the loader places them)."""
     r = row_bytes(n_features, dtype, weighted)
     n = max(1, len(workers))
     largest = max(rows_per_block, default=0) * r
     threads = max((w.nthreads for w in workers), default=1)
     streamed = threads * LOAD_FACTOR * largest
     held = [0] * n
-    for i, rows in enumerate(rows_per_block):
-        held[i % n] += rows * r
+    owners = reduction.owners(len(rows_per_block), n)
+    for rows, owner in zip(rows_per_block, owners, strict=True):
+        held[owner] += rows * r
     if not cached:
         return MemoryNeed(streamed, largest, n, False, dtype, streamed)
     per_worker = max(held) + LOAD_FACTOR * largest

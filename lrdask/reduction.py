@@ -29,6 +29,13 @@ from collections.abc import Iterable, Mapping
 Node = tuple[int, int]  # (level, index): blocks [index·2^level, (index+1)·2^level)
 
 
+def owners(n_blocks: int, n_workers: int) -> list[int]:
+    """The worker (0 … n_workers−1) each block is placed on: contiguous runs of nearly equal
+    length, block i on ⌊i·W/B⌋. A run of consecutive blocks is covered by at most about
+    2·log₂ B aligned nodes, so this placement keeps what a worker returns small."""
+    return [i * n_workers // n_blocks for i in range(n_blocks)]
+
+
 def leaves(sums_by_block: Mapping[int, object]) -> dict[Node, object]:
     """Block sums as the tree's level-0 nodes."""
     return {(0, i): s for i, s in sums_by_block.items()}

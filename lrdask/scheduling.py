@@ -78,17 +78,21 @@ class PersistedBlocks:
         args: Sequence[tuple],
         timeout: float | None = None,
     ) -> PersistedBlocks:
-        """Start one load task per partition, spread evenly over the workers present.
+        """Start one load task per partition, spread evenly over the workers present in
+        contiguous runs: block i goes to worker ⌊i·W/n⌋, so each worker holds a run of
+        consecutive blocks and returns the few aligned subtrees that cover it
+        (``lrdask.reduction``: at most about 2·log₂ n nodes, not one per block).
 
         The spreading is a placement, not a pin: once the blocks are loaded the
         restrictions are lifted (``reports``), so a block lost with its worker is
         recomputed on any worker, a replacement included."""
         workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+        owner = reduction.owners(len(args), len(workers))
         futures = [
             client.submit(
                 load,
                 *arg,
-                workers=[workers[i % len(workers)]] if workers else None,  # none: all lost
+                workers=[workers[owner[i]]] if workers else None,  # none: all lost
                 allow_other_workers=True,
                 pure=False,
                 key=_load_key(i),

@@ -89,3 +89,24 @@ def test_missing_or_repeated_blocks_are_errors():
         reduction.total([reduction.leaves({0: sums[0], 1: sums[1], 3: sums[3]})], 4)
     with pytest.raises(ValueError, match="given twice"):
         reduction.total([reduction.leaves({0: sums[0]}), reduction.leaves({0: sums[0]})], 4)
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3, 5, 8, 13, 64])
+def test_the_loader_placement_sends_log_nodes_per_worker(workers):
+    """Blocks placed as the loader places them (``reduction.owners``: contiguous runs) leave
+    each worker at most 2·⌈log₂ B⌉ nodes to return, for every block count up to 300, and
+    every worker gets a run within one block of the others' length."""
+    for n_blocks in range(1, 301):
+        sums = block_sums(n_blocks, seed=n_blocks)
+        owner = reduction.owners(n_blocks, workers)
+        counts = np.bincount(owner, minlength=workers)
+        assert counts.max() - counts.min() <= 1
+        assert owner == sorted(owner)  # contiguous runs
+        bound = 2 * max(1, (n_blocks - 1).bit_length())
+        parts = []
+        for w in range(workers):
+            held = {i: sums[i] for i in range(n_blocks) if owner[i] == w}
+            part = reduction.combine([reduction.leaves(held)], n_blocks)
+            assert len(part) <= bound, (n_blocks, w, sorted(part))
+            parts.append(part)
+        assert same(reduction.total(parts, n_blocks), reference(sums, bound // 2, 0))
