@@ -77,6 +77,8 @@ class Checkpoints:
                 validation_history=doc.get("validation_history", []),
                 anchor=None if doc.get("anchor") is None else np.asarray(doc["anchor"]),
                 momentum=float(doc.get("momentum", 1.0)),
+                memory_s=[np.asarray(v, dtype=np.float64) for v in doc.get("memory_s", [])],
+                memory_y=[np.asarray(v, dtype=np.float64) for v in doc.get("memory_y", [])],
             )
         except (KeyError, TypeError, ValueError):
             log.warning("ignoring checkpoint %s in an older format", self.location)
@@ -89,7 +91,9 @@ class Checkpoints:
             self.save(info.state)
 
     def save(self, state: SolverState) -> None:
-        """Save the point just evaluated; its cost is recomputed on resume, so leave it out.
+        """Save the point just evaluated, with what the solver needs to continue the same
+        arithmetic (a line search's step, agd's anchor and momentum, L-BFGS's pairs); its
+        cost is recomputed on resume, so leave it out.
         A point with a non-finite parameter or cost is never saved: the last good
         checkpoint stays (the solver stops such a run as diverged)."""
         numbers = [*state.params, *state.loss_history]
@@ -106,6 +110,8 @@ class Checkpoints:
             "validation_history": state.validation_history,
             "anchor": None if state.anchor is None else [float(v) for v in state.anchor],
             "momentum": state.momentum,
+            "memory_s": [[float(v) for v in s] for s in state.memory_s],
+            "memory_y": [[float(v) for v in y] for y in state.memory_y],
         }
         storage.write_bytes_atomic(
             self.location, json.dumps(strict(doc), allow_nan=False).encode(), self.storage_options

@@ -288,7 +288,7 @@ def cluster_options(func):
     default=0.0,
     show_default=True,
     help="L1 penalty λ₁: minimize J + λ₁·‖w‖₁ (sparse weights; intercept not penalized). "
-    "gd/agd take a proximal step, lbfgs solves the bound-constrained split w = u − v; "
+    "gd/agd take a proximal step, lbfgs runs OWL-QN (as Spark does); "
     "newton refuses it.",
 )
 @click.option(

@@ -92,11 +92,17 @@ class CheckpointDoc(_Document):
     validation_history: list[list[float | None]] = []
     anchor: list[FiniteFloat] | None = None
     momentum: FiniteFloat = Field(default=1.0, ge=1.0)
+    memory_s: list[list[FiniteFloat]] = []  # L-BFGS's pairs (s, y), oldest first
+    memory_y: list[list[FiniteFloat]] = []
 
     @model_validator(mode="after")
     def _lengths(self) -> CheckpointDoc:
         if self.anchor is not None and len(self.anchor) != len(self.params):
             raise ValueError("anchor and params must have the same length")
+        if len(self.memory_s) != len(self.memory_y):
+            raise ValueError("memory_s and memory_y must hold the same number of pairs")
+        if any(len(v) != len(self.params) for v in [*self.memory_s, *self.memory_y]):
+            raise ValueError("each L-BFGS pair must have the length of params")
         return self
 
 

@@ -12,6 +12,7 @@ workers cannot hold as aligned runs: the tree has to be completed across workers
 from __future__ import annotations
 
 import json
+import os
 import signal
 
 import numpy as np
@@ -70,14 +71,16 @@ OPTIONS = {
     "lbfgs": ["--solver", "lbfgs", "--gtol", 1e-9],
     "newton": ["--solver", "newton", "--gtol", 1e-12],
     "agd-line-search": ["--solver", "agd", "--line-search", "--gtol", 1e-7],
+    "lbfgs-l1": ["--solver", "lbfgs", "--l1", 1e-3, "--gtol", 1e-9],
     "multinomial": ["--family", "multinomial", "--solver", "lbfgs", "--gtol", 1e-8],
 }
 
 
 @pytest.mark.parametrize("name", list(OPTIONS))
-def test_one_two_and_three_workers_give_the_same_bits(tmp_path, flat, name):
+def test_one_two_and_three_workers_give_the_same_bits(tmp_path, flat, uninterrupted, name):
     data = flat["multi" if name == "multinomial" else "binary"]
-    runs = [train(data, tmp_path / f"w{k}", "--workers", k, *OPTIONS[name]) for k in (1, 2, 3)]
+    runs = [uninterrupted(name)]  # one worker
+    runs += [train(data, tmp_path / f"w{k}", "--workers", k, *OPTIONS[name]) for k in (2, 3)]
     assert runs[0]["n_iter"] > 1
     for run in runs[1:]:
         assert_same_bits(run, runs[0])
@@ -136,3 +139,66 @@ def test_a_driver_killed_and_resumed_on_another_cluster_size_changes_no_bit(
     result = lrdask("train", *args, "--workers", 1)
     assert "resuming from checkpoint" in result.stderr
     assert_same_bits(numbers(out), baseline)
+
+
+# The driver dies (os._exit, as abruptly as SIGKILL) right after its N-th checkpoint is on
+# disk: a deterministic crash point, where a SIGKILL sent on a log line races the run.
+CRASH_AFTER_SAVE = """
+import os, sys
+from lrdask import checkpoint, cli
+original, saved = checkpoint.Checkpoints.save, []
+def save(self, state):
+    original(self, state)
+    saved.append(state.n_iter)
+    if len(saved) == int(os.environ["CRASH_AFTER_SAVES"]):
+        os._exit(9)
+checkpoint.Checkpoints.save = save
+sys.argv = ["lrdask", *sys.argv[1:]]
+cli.main()
+"""
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(flat, tmp_path_factory):
+    """Each option set's run on one embedded worker, trained once per module."""
+    runs = {}
+
+    def run(name):
+        if name not in runs:
+            data = flat["multi" if name == "multinomial" else "binary"]
+            out = tmp_path_factory.mktemp(name) / "m"
+            runs[name] = train(data, out, "--workers", 1, *OPTIONS[name])
+        return runs[name]
+
+    return run
+
+
+@pytest.mark.parametrize("name", list(OPTIONS))
+def test_every_solver_resumed_on_another_cluster_size_changes_no_bit(
+    tmp_path, flat, uninterrupted, name
+):
+    """Killed after the checkpoint of iteration 2 on three workers, resumed on two: the
+    checkpoint carries what the solver needs (a line search's step, agd's momentum,
+    L-BFGS's pairs), so the rest of the run is the uninterrupted run's arithmetic."""
+    import subprocess
+    import sys
+
+    data = flat["multi" if name == "multinomial" else "binary"]
+    out = tmp_path / "m"
+    args = [data, "--label", "y", "--out", out, "--tol", 0, "--max-iter", 1500,
+            "--checkpoint-every", 1, *OPTIONS[name]]  # fmt: skip
+    crashed = subprocess.run(
+        [sys.executable, "-c", CRASH_AFTER_SAVE, "train", *map(str, args), "--workers", "3"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CRASH_AFTER_SAVES": "2"},
+        timeout=300,
+    )
+    assert crashed.returncode == 9, crashed.stderr  # it died at the crash point
+    saved = json.loads((out / "_checkpoint" / "checkpoint.json").read_text())
+    assert saved["n_iter"] == 2
+    if name.startswith("lbfgs") or name == "multinomial":
+        assert len(saved["memory_s"]) == 2  # the pairs are in the checkpoint
+    result = lrdask("train", *args, "--workers", 2)
+    assert "resuming from checkpoint" in result.stderr
+    assert_same_bits(numbers(out), uninterrupted(name))
