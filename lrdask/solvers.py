@@ -579,5 +579,3 @@ def newton_step(hessian: np.ndarray, grad: np.ndarray) -> np.ndarray:
     except (LinAlgError, ValueError):
         pass
     return np.linalg.lstsq(hessian, grad, rcond=1e-12)[0]
-
-
