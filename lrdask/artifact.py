@@ -71,6 +71,7 @@ def to_dict(model) -> dict:
             "trained_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "cost_increased_at": getattr(model, "cost_increased_at_", None),
             "fingerprint": getattr(model, "fingerprint_", None),
+            "environment": getattr(model, "environment_", None),
         },
     }
 

@@ -15,7 +15,7 @@ import logging
 
 import numpy as np
 
-from lrdask import schemas, storage
+from lrdask import environment, schemas, storage
 from lrdask.artifact import strict
 from lrdask.solvers import IterationInfo, SolverState
 
@@ -46,6 +46,9 @@ class Checkpoints:
         self.every = every
         self.identity = resumable_identity(identity)
         self.storage_options = storage_options
+        # the library versions and CPUs of this run (``lrdask.environment``), when known:
+        # written into the checkpoint, compared on resume
+        self.environment: dict | None = None
 
     def resume(self) -> SolverState | None:
         """The saved state if it belongs to this run; None (and a log line) otherwise."""
@@ -84,7 +87,33 @@ class Checkpoints:
             log.warning("ignoring checkpoint %s in an older format", self.location)
             return None
         log.info("resuming from checkpoint %s at iteration %d", self.location, state.n_iter)
+        self._compare_environment(doc.get("environment"))
         return state
+
+    def _compare_environment(self, then: dict | None) -> None:
+        """Say so when the checkpoint was written under other library versions or CPUs:
+        the run resumes (same optimum), but its last bits may differ from an
+        uninterrupted run's."""
+        now = self.environment
+        if not then or not now:
+            return
+        changed = [
+            *(f"driver {d}" for d in environment.differences(then["driver"], now["driver"])),
+            *(
+                f"workers {d}"
+                for d in environment.differences(
+                    (then["workers"] or [{}])[0], (now["workers"] or [{}])[0]
+                )
+            ),
+        ]
+        if changed or len(then["workers"]) != len(now["workers"]):
+            log.warning(
+                "checkpoint %s was written under another environment (%s): the run resumes "
+                "and reaches the same optimum, but its last bits may differ from a run that "
+                "was not interrupted",
+                self.location,
+                "; ".join(changed) or "the workers differ among themselves",
+            )
 
     def __call__(self, info: IterationInfo) -> None:
         if info.iteration > 0 and info.iteration % self.every == 0 and not info.state.status:
@@ -112,6 +141,7 @@ class Checkpoints:
             "momentum": state.momentum,
             "memory_s": [[float(v) for v in s] for s in state.memory_s],
             "memory_y": [[float(v) for v in y] for y in state.memory_y],
+            "environment": self.environment,
         }
         storage.write_bytes_atomic(
             self.location, json.dumps(strict(doc), allow_nan=False).encode(), self.storage_options

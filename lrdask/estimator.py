@@ -15,7 +15,7 @@ from numbers import Integral, Real
 import numpy as np
 from distributed import Client, default_client
 
-from lrdask import artifact
+from lrdask import artifact, environment
 from lrdask.checkpoint import Checkpoints, run_identity
 from lrdask.cluster import connect
 from lrdask.dataset import DatasetPlan, plan_dataset
@@ -33,6 +33,7 @@ from lrdask.objective import (
     Scaling,
 )
 from lrdask.predict import class_probabilities
+from lrdask.scheduling import worker_environments
 from lrdask.solvers import (
     CONVERGED,
     DIVERGED,
@@ -237,6 +238,9 @@ class LogisticRegression:
             )
         timings = {}
         with _client_or_local(client) as client:
+            self.environment_ = self._environment(client, pass_timeout)
+            if checkpoints is not None:
+                checkpoints.environment = self.environment_
             encoding = self._learn_encoding(client, source, pass_timeout)
             self._check_solver_fits(encoding)
             init = _initial_params(init_model, encoding)
@@ -382,6 +386,17 @@ class LogisticRegression:
         else:
             kernel = newton_sums if self.solver == "newton" else log_loss_sums
         return kernel if weights is None else functools.partial(kernel, class_weight=weights)
+
+    @staticmethod
+    def _environment(client, timeout) -> dict:
+        """The library versions and CPUs the result depends on (``lrdask.environment``):
+        the driver's and each distinct one among the workers; a warning when the workers
+        differ."""
+        workers = worker_environments(client, timeout)
+        mixed = environment.mixed_workers_message(workers)
+        if mixed:
+            log.warning("%s", mixed)
+        return {"driver": environment.describe(), "workers": environment.distinct(workers)}
 
     def _start(self, objective: Objective, init, checkpoints, class_totals) -> SolverState:
         """A matching checkpoint, else the init model, else θ = 0 — for a preconditioned

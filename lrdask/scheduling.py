@@ -33,7 +33,7 @@ from distributed import Client, Future, wait
 from distributed.comm.core import CommClosedError
 from distributed.scheduler import KilledWorker
 
-from lrdask import memory, reduction
+from lrdask import environment, memory, reduction
 from lrdask.dataset import first_line
 from lrdask.errors import ClusterError, DataChangedError
 from lrdask.kernels import log_loss_sums
@@ -249,6 +249,14 @@ class PersistedBlocks:
             }
             self._grouped_at = now
         return self._groups
+
+
+def worker_environments(client: Client, timeout: float | None) -> list[dict]:
+    """``environment.describe()`` of every worker, in address order (one ``Client.run``).
+    Raises ClusterError when the workers do not answer within ``timeout``."""
+    with cluster_errors("reading the workers' library versions", timeout, client):
+        found = client.run(environment.describe, callback_timeout=timeout)
+    return [found[addr] for addr in sorted(found)]
 
 
 def merge_tree(

@@ -81,6 +81,13 @@ class ModelDoc(_Document):
         return self
 
 
+class Environment(BaseModel):
+    """``lrdask.environment``: the driver's description and the workers' distinct ones."""
+
+    driver: dict[str, str]
+    workers: list[dict[str, str]]
+
+
 class CheckpointDoc(_Document):
     identity: dict[str, Any]
     n_iter: int = Field(ge=0)
@@ -94,6 +101,7 @@ class CheckpointDoc(_Document):
     momentum: FiniteFloat = Field(default=1.0, ge=1.0)
     memory_s: list[list[FiniteFloat]] = []  # L-BFGS's pairs (s, y), oldest first
     memory_y: list[list[FiniteFloat]] = []
+    environment: Environment | None = None  # lrdask.environment: driver and workers
 
     @model_validator(mode="after")
     def _lengths(self) -> CheckpointDoc:

@@ -91,7 +91,8 @@ class RealCluster:
             raise
         return self
 
-    def add_worker(self) -> subprocess.Popen:
+    def add_worker(self, env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Start one more `dask worker` (``env``: extra environment variables for it)."""
         proc = self._spawn(
             "worker",
             self.address,
@@ -105,6 +106,7 @@ class RealCluster:
             "--local-directory",
             self.tmp_dir,
             "--nanny" if self.nanny else "--no-nanny",
+            env=env,
         )
         self.workers.append(proc)
         return proc
@@ -178,7 +180,7 @@ class RealCluster:
                 proc.kill()
                 proc.wait(5)
 
-    def _spawn(self, role: str, *args: str) -> subprocess.Popen:
+    def _spawn(self, role: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         path = os.path.join(self.tmp_dir, f"{role}-{len(self.workers)}.log")
         tls = self.tls
         flags = (
@@ -191,4 +193,5 @@ class RealCluster:
                 [os.path.join(BIN, "dask"), role, *args, *flags],
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                env={**os.environ, **env} if env else None,
             )

@@ -16,6 +16,8 @@ import os
 import signal
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from conftest import write_partitions
 from procs import RealCluster, lrdask
@@ -38,7 +40,33 @@ def flat(tmp_path_factory):
     return {
         "binary": write_partitions(root / "binary", X, y, SIZES),
         "multi": write_partitions(root / "multi", X3, y3, SIZES),
+        "mixed": _write_mixed(root / "mixed", X, y, rng),
     }
+
+
+def _write_mixed(directory, X, y, rng):
+    """A real table's columns: a string categorical, a weight column, yes/no labels and
+    one null per file (dropped with --missing skip), in the same SIZES files."""
+    directory.mkdir()
+    city = rng.choice([f"city-{k}" for k in range(8)], size=len(y))
+    weight = rng.uniform(0.5, 2.0, size=len(y))
+    start = 0
+    for i, n in enumerate(SIZES):
+        rows = slice(start, start + n)
+        cols = {f"x{j}": pa.array(X[rows, j]) for j in range(X.shape[1])}
+        first = cols["x1"].to_pylist()
+        first[i] = None
+        cols["x1"] = pa.array(first, type=pa.float64())
+        cols["city"] = pa.array(city[rows])
+        cols["w"] = pa.array(weight[rows])
+        cols["y"] = pa.array(np.where(y[rows] > 0, "yes", "no"))
+        pq.write_table(pa.table(cols), directory / f"part-{i:03d}.parquet")
+        start += n
+    return str(directory)
+
+
+def _data(flat, name):
+    return flat["multi" if name == "multinomial" else "mixed" if name == "mixed" else "binary"]
 
 
 def numbers(model_dir) -> dict:
@@ -73,12 +101,29 @@ OPTIONS = {
     "agd-line-search": ["--solver", "agd", "--line-search", "--gtol", 1e-7],
     "lbfgs-l1": ["--solver", "lbfgs", "--l1", 1e-3, "--gtol", 1e-9],
     "multinomial": ["--family", "multinomial", "--solver", "lbfgs", "--gtol", 1e-8],
+    "mixed": [
+        "--categorical",
+        "city",
+        "--weight-col",
+        "w",
+        "--positive-class",
+        "yes",
+        "--missing",
+        "skip",
+        "--l2",
+        1e-3,
+        "--solver",
+        "agd",
+        "--line-search",
+        "--gtol",
+        1e-7,
+    ],
 }
 
 
 @pytest.mark.parametrize("name", list(OPTIONS))
 def test_one_two_and_three_workers_give_the_same_bits(tmp_path, flat, uninterrupted, name):
-    data = flat["multi" if name == "multinomial" else "binary"]
+    data = _data(flat, name)
     runs = [uninterrupted(name)]  # one worker
     runs += [train(data, tmp_path / f"w{k}", "--workers", k, *OPTIONS[name]) for k in (2, 3)]
     assert runs[0]["n_iter"] > 1
@@ -87,14 +132,21 @@ def test_one_two_and_three_workers_give_the_same_bits(tmp_path, flat, uninterrup
 
 
 @pytest.fixture(scope="module")
-def baseline(flat, tmp_path_factory):
+def baseline(uninterrupted):
     """gd on one embedded worker, cached: what every other way of running must equal."""
-    out = tmp_path_factory.mktemp("baseline") / "m"
-    return train(flat["binary"], out, "--workers", 1, *OPTIONS["gd"])
+    return uninterrupted("gd")
 
 
-def test_streaming_gives_the_cached_bits(tmp_path, flat, baseline):
-    run = train(flat["binary"], tmp_path / "m", "--workers", 3, "--no-cache", *OPTIONS["gd"])
+@pytest.mark.parametrize("name", ["gd", "gd-float32", "mixed"])
+def test_streaming_gives_the_cached_bits(tmp_path, flat, uninterrupted, name):
+    run = train(_data(flat, name), tmp_path / "m", "--workers", 3, "--no-cache", *OPTIONS[name])
+    assert_same_bits(run, uninterrupted(name))
+
+
+def test_eight_workers_give_the_one_worker_bits(tmp_path, flat, baseline):
+    """Nine blocks on eight workers: one worker holds two, the tree is completed across
+    all eight."""
+    run = train(flat["binary"], tmp_path / "m", "--workers", 8, *OPTIONS["gd"])
     assert_same_bits(run, baseline)
 
 
@@ -165,7 +217,7 @@ def uninterrupted(flat, tmp_path_factory):
 
     def run(name):
         if name not in runs:
-            data = flat["multi" if name == "multinomial" else "binary"]
+            data = _data(flat, name)
             out = tmp_path_factory.mktemp(name) / "m"
             runs[name] = train(data, out, "--workers", 1, *OPTIONS[name])
         return runs[name]
@@ -183,7 +235,7 @@ def test_every_solver_resumed_on_another_cluster_size_changes_no_bit(
     import subprocess
     import sys
 
-    data = flat["multi" if name == "multinomial" else "binary"]
+    data = _data(flat, name)
     out = tmp_path / "m"
     args = [data, "--label", "y", "--out", out, "--tol", 0, "--max-iter", 1500,
             "--checkpoint-every", 1, *OPTIONS[name]]  # fmt: skip

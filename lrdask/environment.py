@@ -1,0 +1,85 @@
+"""What the bits of a result depend on besides the data and the options: the library
+versions and the CPU of the processes that compute the partial sums.
+
+The reproducibility promise ("Reproducible to the bit" in the README) holds for the same
+library versions and CPU type. This module says which those were, so that ``model.json``
+records them (an audit can tell whether a retrain should give the same bits), a checkpoint
+resumed under other versions says that its last bits may differ, and a cluster whose
+workers differ says so before it trains. Pure functions; nothing here knows about Dask.
+"""
+
+from __future__ import annotations
+
+import functools
+import platform
+
+KEYS = ("lrdask", "python", "numpy", "pyarrow", "blas", "cpu")
+
+
+@functools.lru_cache(maxsize=1)
+def describe() -> dict[str, str]:
+    """{name: version} for this process: lrdask, Python, NumPy, pyarrow (it decodes the
+    data), the BLAS NumPy calls (``threadpoolctl``: library, version, kernel
+    architecture) and the CPU (machine and model name)."""
+    import numpy
+    import pyarrow
+    from threadpoolctl import threadpool_info
+
+    from lrdask import __version__
+
+    blas = sorted(
+        f"{info.get('internal_api')} {info.get('version')} ({info.get('architecture')})"
+        for info in threadpool_info()
+        if info.get("user_api") == "blas"
+    )
+    return {
+        "lrdask": __version__,
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "pyarrow": pyarrow.__version__,
+        "blas": "; ".join(blas) or "none found",
+        "cpu": _cpu(),
+    }
+
+
+def _cpu() -> str:
+    model = platform.processor()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{platform.machine()} {model}".strip()
+
+
+def differences(a: dict, b: dict) -> list[str]:
+    """'name: a-value vs b-value' for each key whose values differ (a missing key counts
+    as "unknown")."""
+    return [
+        f"{key}: {a.get(key, 'unknown')} vs {b.get(key, 'unknown')}"
+        for key in KEYS
+        if a.get(key, "unknown") != b.get(key, "unknown")
+    ]
+
+
+def distinct(descriptions: list[dict]) -> list[dict]:
+    """The different descriptions among ``descriptions``, in a fixed order."""
+    seen = {tuple(sorted(d.items())): d for d in descriptions}
+    return [seen[key] for key in sorted(seen)]
+
+
+def mixed_workers_message(workers: list[dict]) -> str:
+    """A warning when the workers differ (empty when they agree): then which worker folds
+    which block changes the last bits of the result."""
+    kinds = distinct(workers)
+    if len(kinds) < 2:
+        return ""
+    return (
+        f"the workers run {len(kinds)} different environments "
+        f"({'; '.join(differences(kinds[0], kinds[1]))}): the result's last bits then depend "
+        "on which worker folds which block, so reruns may differ; use the same library "
+        "versions and CPU type on every worker for a reproducible model"
+    )
