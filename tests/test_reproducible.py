@@ -78,12 +78,16 @@ def numbers(model_dir) -> dict:
         "loss_history": np.asarray(t["loss_history"], dtype=float),
         "n_iter": t["n_iter"],
         "stop_reason": t["stop_reason"],
+        "validation_history": t["validation_history"],
+        "metrics": t["metrics"],
     }
 
 
 def assert_same_bits(a: dict, b: dict) -> None:
     assert a["n_iter"] == b["n_iter"]
     assert a["stop_reason"] == b["stop_reason"]
+    assert a["validation_history"] == b["validation_history"]  # floats compared exactly
+    assert a["metrics"] == b["metrics"]
     for key in ("coef", "intercept", "loss_history"):
         assert np.array_equal(a[key], b[key]), key
 
@@ -141,6 +145,17 @@ def baseline(uninterrupted):
 def test_streaming_gives_the_cached_bits(tmp_path, flat, uninterrupted, name):
     run = train(_data(flat, name), tmp_path / "m", "--workers", 3, "--no-cache", *OPTIONS[name])
     assert_same_bits(run, uninterrupted(name))
+
+
+def test_held_out_metrics_are_the_same_bits_on_one_and_three_workers(tmp_path, flat):
+    """The validation passes (every 10 iterations) and the final held-out metrics go
+    through the same fixed tree."""
+    extra = ["--validation", flat["binary"], "--validation-every", 10, *OPTIONS["gd"]]
+    runs = [train(flat["binary"], tmp_path / f"w{k}", "--workers", k,
+                  "--max-iter", 60, *extra) for k in (1, 3)]  # fmt: skip
+    assert len(runs[0]["validation_history"]) > 3
+    assert runs[0]["metrics"].keys() > {"train_log_loss"}
+    assert_same_bits(runs[1], runs[0])
 
 
 def test_eight_workers_give_the_one_worker_bits(tmp_path, flat, baseline):
