@@ -67,9 +67,18 @@ def test_categorical_benchmark_runs(tmp_path):
 @pytest.mark.cluster
 def test_reduction_benchmark_runs(tmp_path):
     table, raw = run(
-        "bench_reduction.py", tmp_path, "--rows", "200000", "--workers", "1,3", "--iterations", "3"
+        "bench_reduction.py",
+        tmp_path,
+        "--rows",
+        "200000",
+        "--workers",
+        "1,3",
+        "--iterations",
+        "3",
+        "--paired",
     )
     assert "| 3 (" in table and "same bits every pass" in table
     assert [r["workers"] for r in raw] == [1, 3]
     assert all(r["same_bits_every_pass"] for r in raw)
     assert len(raw[1]["returned_per_worker"]) <= 3
+    assert all(r["paired_ratio_median"] > 0 for r in raw)
