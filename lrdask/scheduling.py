@@ -83,7 +83,9 @@ class PersistedBlocks:
         consecutive blocks and returns the few aligned subtrees that cover it
         (``lrdask.reduction``: at most about 2·log₂ n nodes, not one per block).
 
-        The spreading is a placement, not a pin: once the blocks are loaded the
+        Each load is pinned to its worker while it loads (a loose restriction lets Dask's
+        work stealing move loads and break the runs), and a load whose worker is gone
+        before it ran is placed anew (``_unstick``). Once the blocks are loaded the
         restrictions are lifted (``reports``), so a block lost with its worker is
         recomputed on any worker, a replacement included."""
         workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
@@ -93,7 +95,7 @@ class PersistedBlocks:
                 load,
                 *arg,
                 workers=[workers[owner[i]]] if workers else None,  # none: all lost
-                allow_other_workers=True,
+                allow_other_workers=False,  # loose, Dask's work stealing breaks the runs
                 pure=False,
                 key=_load_key(i),
             )

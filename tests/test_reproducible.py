@@ -269,3 +269,31 @@ def test_every_solver_resumed_on_another_cluster_size_changes_no_bit(
     result = lrdask("train", *args, "--workers", 2)
     assert "resuming from checkpoint" in result.stderr
     assert_same_bits(numbers(out), uninterrupted(name))
+
+
+def test_blocks_are_held_as_contiguous_runs(tmp_path, flat):
+    """The loader's placement (``reduction.owners``) is what the workers hold while the
+    run goes on: each of three workers one run of consecutive blocks, so each returns a
+    few aligned tree nodes, not one per block."""
+    from distributed import Client
+
+    from lrdask.reduction import owners
+
+    with RealCluster(workers=3, tmp_dir=str(tmp_path)) as cluster:
+        proc = start_train(
+            flat["binary"], "--label", "y", "--out", tmp_path / "m", "--tol", 0,
+            "--max-iter", 100_000, "--scheduler", cluster.address, *OPTIONS["gd"][:2],
+        )  # fmt: skip
+        try:
+            wait_for_line(proc, "iteration 5 cost")
+            with Client(cluster.address, timeout=30) as client:
+                has_what = client.has_what()
+        finally:
+            proc.kill()
+    held = {
+        addr: sorted(int(str(k).split("-")[2]) for k in keys if str(k).startswith("lrdask-load-"))
+        for addr, keys in has_what.items()
+    }
+    expected = owners(len(SIZES), 3)
+    for rank, addr in enumerate(sorted(held)):
+        assert held[addr] == [i for i in range(len(SIZES)) if expected[i] == rank], held
