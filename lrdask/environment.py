@@ -11,6 +11,7 @@ workers differ says so before it trains. Pure functions; nothing here knows abou
 from __future__ import annotations
 
 import functools
+import os
 import platform
 
 KEYS = ("lrdask", "python", "numpy", "pyarrow", "blas", "cpu")
@@ -20,17 +21,23 @@ KEYS = ("lrdask", "python", "numpy", "pyarrow", "blas", "cpu")
 def describe() -> dict[str, str]:
     """{name: version} for this process: lrdask, Python, NumPy, pyarrow (it decodes the
     data), the BLAS NumPy calls (``threadpoolctl``: library, version, kernel
-    architecture) and the CPU (machine and model name)."""
+    architecture; the one in NumPy's own directory when there is one, else every BLAS
+    loaded) and the CPU (machine and model name)."""
     import numpy
     import pyarrow
     from threadpoolctl import threadpool_info
 
     from lrdask import __version__
 
+    found = [info for info in threadpool_info() if info.get("user_api") == "blas"]
+    # NumPy's own BLAS (a wheel ships it in numpy.libs/): the one the kernels call. Other
+    # BLAS libraries (scipy's, in a process that imported scipy) would make the
+    # description depend on what else the process happened to load.
+    home = os.path.dirname(numpy.__file__)
+    own = [i for i in found if os.path.dirname(i.get("filepath", "")).startswith(home)]
     blas = sorted(
         f"{info.get('internal_api')} {info.get('version')} ({info.get('architecture')})"
-        for info in threadpool_info()
-        if info.get("user_api") == "blas"
+        for info in own or found
     )
     return {
         "lrdask": __version__,

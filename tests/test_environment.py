@@ -24,6 +24,18 @@ def test_describe_names_every_key_with_a_value():
     assert "openblas" in found["blas"] or "mkl" in found["blas"] or "blis" in found["blas"]
 
 
+@pytest.mark.parametrize("first", ["", "import scipy.linalg, sklearn.linear_model; "])
+def test_describe_does_not_depend_on_what_else_the_process_loaded(first):
+    """scipy (and scikit-learn through it) load their own OpenBLAS: a worker that imported
+    them must describe the same BLAS as one that did not (the one NumPy calls)."""
+    import subprocess
+    import sys
+
+    code = first + "import json, lrdask.environment as e; print(json.dumps(e.describe()))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == environment.describe()
+
+
 def test_differences_and_mixed_workers():
     a = environment.describe()
     b = {**a, "numpy": "0.0", "cpu": "other"}
