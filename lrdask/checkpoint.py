@@ -45,13 +45,18 @@ class Checkpoints:
         self.location = storage.join(directory, CHECKPOINT_FILE)
         self.every = every
         self.identity = resumable_identity(identity)
+        self.max_iter = identity["options"].get("max_iter")
         self.storage_options = storage_options
         # the library versions and CPUs of this run (``lrdask.environment``), when known:
         # written into the checkpoint, compared on resume
         self.environment: dict | None = None
 
-    def resume(self) -> SolverState | None:
-        """The saved state if it belongs to this run; None (and a log line) otherwise."""
+    def resume(self, n_params: int | None = None) -> SolverState | None:
+        """The saved state if it belongs to this run; None (and a log line) otherwise.
+
+        It belongs to this run when its identity matches (``max_iter`` aside: a longer
+        run continues a shorter one), it has ``n_params`` parameters, and it is not past
+        this run's ``max_iter`` (a run with these options would have stopped before it)."""
         try:
             raw = storage.read_bytes(self.location, self.storage_options)
         except FileNotFoundError:
@@ -85,6 +90,17 @@ class Checkpoints:
             )
         except (KeyError, TypeError, ValueError):
             log.warning("ignoring checkpoint %s in an older format", self.location)
+            return None
+        reason = ""
+        if n_params is not None and len(state.params) != n_params:
+            reason = f"it holds {len(state.params)} parameters where this model has {n_params}"
+        elif self.max_iter is not None and state.n_iter > self.max_iter:
+            reason = (
+                f"it is at iteration {state.n_iter}, past --max-iter {self.max_iter} "
+                "(a run with this --max-iter stops earlier)"
+            )
+        if reason:
+            log.warning("ignoring checkpoint %s: %s; starting from scratch", self.location, reason)
             return None
         log.info("resuming from checkpoint %s at iteration %d", self.location, state.n_iter)
         self._compare_environment(doc.get("environment"))

@@ -402,8 +402,8 @@ class LogisticRegression:
         """A matching checkpoint, else the init model, else θ = 0 — for a preconditioned
         solver with the intercepts at the log-odds of the (weighted) class totals, as
         Spark starts its L-BFGS."""
-        state = checkpoints.resume() if checkpoints else None
-        if state is not None and len(state.params) == objective.layout.size:
+        state = checkpoints.resume(objective.layout.size) if checkpoints else None
+        if state is not None:
             return state
         if init is None:
             return SolverState(objective.start(class_totals))
@@ -449,7 +449,7 @@ class LogisticRegression:
         return self._identity(items, plan.label, plan.features, init, validation)
 
     def _identity(self, items, label, features, init, validation) -> dict:
-        if validation is not None and self.early_stopping:  # it can change where we stop
+        if validation is not None:  # its history and metrics are in model.json
             items = [*items, ["validation", *validation.fingerprint_items()]]
         return run_identity(items, self.run_options(label, features, init))
 

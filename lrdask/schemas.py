@@ -105,6 +105,10 @@ class CheckpointDoc(_Document):
 
     @model_validator(mode="after")
     def _lengths(self) -> CheckpointDoc:
+        if len(self.loss_history) != self.n_iter:  # one cost per iterate before the last
+            raise ValueError(
+                f"loss_history has {len(self.loss_history)} entries for n_iter {self.n_iter}"
+            )
         if self.anchor is not None and len(self.anchor) != len(self.params):
             raise ValueError("anchor and params must have the same length")
         if len(self.memory_s) != len(self.memory_y):

@@ -28,11 +28,11 @@ def test_identity_depends_on_data_and_options(tmp_path):
 
 def test_checkpoint_round_trip_and_mismatch(tmp_path, caplog):
     identity = run_identity([("f", 1)], {"alpha": 0.1})
-    state = SolverState(np.array([0.1, -0.2, 0.3]), n_iter=7, loss_history=[0.7, 0.6, 0.5])
+    state = SolverState(np.array([0.1, -0.2, 0.3]), n_iter=2, loss_history=[0.7, 0.6, 0.5])
     Checkpoints(str(tmp_path), 5, identity).save(state)
     resumed = Checkpoints(str(tmp_path), 5, identity).resume()
     assert np.array_equal(resumed.params, state.params)
-    assert resumed.n_iter == 7 and resumed.loss_history == [0.7, 0.6]
+    assert resumed.n_iter == 2 and resumed.loss_history == [0.7, 0.6]
     other = run_identity([("f", 2)], {"alpha": 0.1})
     with caplog.at_level(logging.WARNING, logger="lrdask"):
         assert Checkpoints(str(tmp_path), 5, other).resume() is None
@@ -66,6 +66,29 @@ def test_rerun_of_a_finished_job_is_a_no_op(tmp_path):
     assert "already holds the model for this data and these options; nothing to do" in again.stderr
     assert "cluster:" not in again.stderr  # no cluster was started
     assert (tmp_path / "m" / "model.json").read_bytes() == before
+
+
+def test_another_validation_set_is_another_run(tmp_path):
+    """The held-out set's history and metrics are in model.json, so the set is part of
+    the run's identity with or without early stopping: a finished model is not kept as
+    "nothing to do", and a checkpoint is not continued with another set's history."""
+    X, y = random_problem(600, 2, seed=6)
+    data = write_partitions(tmp_path / "d", X, y, [300, 300])
+    valid = write_partitions(tmp_path / "v1", X[:200], y[:200], [200])
+    other = write_partitions(tmp_path / "v2", X[200:400], y[200:400], [200])
+    args = ["train", data, "--label", "y", "--out", tmp_path / "m", "--max-iter", 20,
+            "--validation-every", 5, "--workers", 1]  # fmt: skip
+    lrdask(*args, "--validation", valid)
+    again = lrdask(*args, "--validation", other, check=False)
+    assert again.returncode != 0
+    assert "already holds a model trained on other data or options" in again.stderr
+    # a checkpoint left by a run on one set (failed to converge: it keeps its checkpoint)
+    failing = [*args[:5], tmp_path / "n", *args[6:], "--fail-on-no-convergence"]
+    first = lrdask(*failing, "--validation", valid, check=False)
+    assert first.returncode == 4 and (tmp_path / "n" / "_checkpoint").exists()
+    second = lrdask(*failing, "--validation", other, "--max-iter", 30, check=False)
+    assert "resuming from checkpoint" not in second.stderr
+    assert "written for other data or options; starting from scratch" in second.stderr
 
 
 def test_no_convergence_can_fail_the_job_and_the_rerun_continues(tmp_path):
@@ -196,3 +219,36 @@ def test_every_solver_resumed_from_any_checkpoint_continues_bit_for_bit(tmp_path
         assert done.n_iter == full.n_iter and done.status == full.status, k
         assert np.array_equal(done.params, full.params), k
         assert np.array_equal(done.loss_history, full.loss_history), k
+
+
+@pytest.mark.parametrize(
+    "saved_at, max_iter, n_params, resumed",
+    [
+        (40, 100, 3, True),
+        (100, 100, 3, True),  # a run with max_iter 100 passes iteration 100 too
+        (101, 100, 3, False),  # past it: a fresh run would have stopped at 100
+        (250, 100, 3, False),
+        (40, 100, 4, False),  # another number of parameters (other classes or columns)
+        (40, 100, 2, False),
+    ],
+)
+def test_a_checkpoint_this_run_could_not_have_written_is_ignored_with_a_warning(
+    tmp_path, caplog, saved_at, max_iter, n_params, resumed
+):
+    """A shorter --max-iter resumed a longer run's checkpoint and published a model that
+    a fresh run with these options never gives (n_iter 250 with max_iter 100); a
+    checkpoint with another number of parameters was dropped while the log said
+    "resuming"."""
+    longer = run_identity([("f", 1)], {"alpha": 0.1, "max_iter": 300})
+    history = [0.7 - 1e-3 * k for k in range(saved_at + 1)]
+    state = SolverState(np.array([0.1, -0.2, 0.3]), n_iter=saved_at, loss_history=history)
+    Checkpoints(str(tmp_path), 5, longer).save(state)
+    this = run_identity([("f", 1)], {"alpha": 0.1, "max_iter": max_iter})
+    with caplog.at_level(logging.INFO, logger="lrdask"):
+        found = Checkpoints(str(tmp_path), 5, this).resume(n_params)
+    assert (found is not None) == resumed
+    if resumed:
+        assert found.n_iter == saved_at and "resuming from checkpoint" in caplog.text
+    else:
+        assert "resuming" not in caplog.text
+        assert "ignoring checkpoint" in caplog.text and "starting from scratch" in caplog.text

@@ -63,12 +63,12 @@ def test_a_checkpoint_from_another_environment_resumes_with_a_warning(
     then = {"driver": environment.describe(), "workers": [environment.describe()]}
     writer = Checkpoints(str(tmp_path), 5, identity)
     writer.environment = then
-    writer.save(SolverState(np.array([0.1, 0.2]), n_iter=5, loss_history=[0.7, 0.6]))
+    writer.save(SolverState(np.array([0.1, 0.2]), n_iter=1, loss_history=[0.7, 0.6]))
     reader = Checkpoints(str(tmp_path), 5, identity)
     reader.environment = {"driver": then["driver"], "workers": [{**then["workers"][0], **changed}]}
     with caplog.at_level(logging.INFO, logger="lrdask"):
         state = reader.resume()
-    assert state is not None and state.n_iter == 5  # it still resumes
+    assert state is not None and state.n_iter == 1  # it still resumes
     assert ("written under another environment" in caplog.text) == warned, caplog.text
     for key, value in changed.items():
         assert f"workers {key}: {then['workers'][0][key]} vs {value}" in caplog.text

@@ -165,6 +165,9 @@ def test_a_damaged_checkpoint_is_ignored_with_a_warning(tmp_path, caplog):
         (("step",), -1.0),
         (("anchor",), [0.0]),
         (("momentum",), "fast"),
+        (("n_iter",), 1_000_000),  # a history of 2 costs cannot be 1,000,000 iterations
+        (("memory_s",), [[0.1, 0.2]]),  # an L-BFGS pair without its y
+        (("memory_y",), [[0.1]]),
     ]:
         location.write_text(json.dumps(damaged(good, path, value)))
         caplog.clear()
