@@ -10,6 +10,7 @@ workers differ says so before it trains. Pure functions; nothing here knows abou
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import platform
@@ -51,14 +52,11 @@ def describe() -> dict[str, str]:
 
 def _cpu() -> str:
     model = platform.processor()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as lines:
-            for line in lines:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", errors="replace") as lines:
+        model = next(
+            (line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
+            model,
+        )
     return f"{platform.machine()} {model}".strip()
 
 

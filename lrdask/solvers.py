@@ -28,6 +28,7 @@ Stopping means the same for every solver (``StopRule``):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -350,8 +351,7 @@ def lbfgs(
     direction the memory spoiled), the memory is dropped and the search tried once more
     along the (pseudo-)gradient; if that fails too, the run has stalled.
     """
-    rule = _rule(tol)
-    rule = StopRule(rule.tol, rule.gtol, relative=True)
+    rule = dataclasses.replace(_rule(tol), relative=True)
     measure = measure or l1.measure
     theta = state.params.copy()
     cost, grad = evaluate(theta)[:2]

@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 from conftest import random_problem, write_partitions
 from procs import lrdask
+from test_solvers_extra import numpy_objective, run_solver
 
 from lrdask import LogisticRegression
 from lrdask.checkpoint import Checkpoints, resumable_identity, run_identity
 from lrdask.dataset import plan_dataset
-from lrdask.solvers import SolverState
+from lrdask.solvers import SolverState, StopRule
 
 
 def test_identity_depends_on_data_and_options(tmp_path):
@@ -141,53 +142,18 @@ class _Crash(Exception):
     pass
 
 
-def _logistic(X, y, l2=0.0):
-    """(J, ∇J, ∇²J) of the L2-penalized mean log loss over θ = [w, b]; solvers other than
-    Newton use the first two."""
-    from scipy.special import expit
-
-    m = len(y)
-    Xb = np.column_stack([X, np.ones(m)])
-    penalty = np.full(Xb.shape[1], l2)
-    penalty[-1] = 0.0
-
-    def evaluate(theta):
-        z = Xb @ theta
-        a = expit(z)
-        cost = float(np.mean(np.logaddexp(0.0, z) - y * z)) + 0.5 * float(penalty @ theta**2)
-        grad = Xb.T @ (a - y) / m + penalty * theta
-        return cost, grad, (Xb * (a * (1 - a))[:, None]).T @ Xb / m + np.diag(penalty)
-
-    return evaluate
-
-
+# name: (solver of test_solvers_extra.SOLVERS, λ₁, badly scaled columns)
 SOLVER_RUNS = {
-    "gd": dict(alpha=0.5),
-    "gd-line-search": dict(alpha=0.5, line_search=True),
-    "gd-l1": dict(alpha=0.5, l1=0.01),
-    "agd": dict(alpha=0.5, accelerate=True),
-    "agd-line-search": dict(alpha=0.5, accelerate=True, line_search=True),
-    "lbfgs": dict(),
-    "lbfgs-l1": dict(l1=0.01),
-    "lbfgs-scaled": dict(scale=True),
-    "newton": dict(),
+    "gd": ("gd", 0.0, False),
+    "gd-line-search": ("gd+ls", 0.0, False),
+    "gd-l1": ("gd", 0.01, False),
+    "agd": ("agd", 0.0, False),
+    "agd-line-search": ("agd+ls", 0.0, False),
+    "lbfgs": ("lbfgs", 0.0, False),
+    "lbfgs-l1": ("lbfgs", 0.01, False),
+    "lbfgs-scaled": ("lbfgs", 0.0, True),
+    "newton": ("newton", 0.0, False),
 }
-
-
-def _solve(name, evaluate, state, max_iter, callback, n):
-    from lrdask import solvers
-
-    opts = dict(SOLVER_RUNS[name])
-    opts.pop("scale", None)
-    mask = np.arange(n) < n - 1
-    l1 = solvers.L1Penalty(opts.pop("l1", 0.0), mask)
-    rule = solvers.StopRule(0.0, 1e-10)
-    if name.startswith("lbfgs"):
-        return solvers.lbfgs(evaluate, state, max_iter, rule, callback, l1=l1)
-    if name == "newton":
-        return solvers.newton(evaluate, state, max_iter, rule, callback)
-    alpha = opts.pop("alpha")
-    return solvers.gradient_descent(evaluate, state, alpha, max_iter, rule, callback, l1=l1, **opts)
 
 
 @pytest.mark.parametrize("name", list(SOLVER_RUNS))
@@ -196,11 +162,17 @@ def test_every_solver_resumed_from_any_checkpoint_continues_bit_for_bit(tmp_path
     checkpoint. For each solver, interrupt after iteration k (every k up to 12), write the
     checkpoint as JSON, read it back, continue: every number equals the uninterrupted run."""
     X, y = random_problem(400, 4, seed=5)
-    if SOLVER_RUNS[name].get("scale"):
+    solver, l1, scaled = SOLVER_RUNS[name]
+    if scaled:
         X = X * np.array([1.0, 100.0, 0.01, 10.0])
-    evaluate = _logistic(X, y, l2=1e-3)
+    objective = numpy_objective(X, y, l2=1e-3, hessian=solver == "newton")
     n = X.shape[1] + 1
-    full = _solve(name, evaluate, SolverState.initial(n), 60, None, n)
+
+    def solve(state=None, callback=None):
+        rule = StopRule(0.0, 1e-10)
+        return run_solver(solver, objective, n, 0.5, l1, 60, rule, state, callback)
+
+    full = solve()
     assert full.n_iter >= 4
     identity = run_identity([("f", 1)], {"solver": name})
     for k in range(1, min(13, full.n_iter)):
@@ -212,10 +184,10 @@ def test_every_solver_resumed_from_any_checkpoint_continues_bit_for_bit(tmp_path
                 raise _Crash
 
         with pytest.raises(_Crash):
-            _solve(name, evaluate, SolverState.initial(n), 60, crash_after, n)
+            solve(callback=crash_after)
         state = keeper.resume()
         assert state is not None and state.n_iter == k
-        done = _solve(name, evaluate, state, 60, None, n)
+        done = solve(state)
         assert done.n_iter == full.n_iter and done.status == full.status, k
         assert np.array_equal(done.params, full.params), k
         assert np.array_equal(done.loss_history, full.loss_history), k

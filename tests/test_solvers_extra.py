@@ -58,13 +58,16 @@ def lipschitz_step(X, l2):
     return 1.0 / (np.linalg.eigvalsh(X1.T @ X1 / len(X)).max() / 4 + l2)
 
 
-def run_solver(solver, objective, n, alpha, l1=0.0, max_iter=30_000, tol=0.0):
-    state = SolverState.initial(n)
+def run_solver(
+    solver, objective, n, alpha, l1=0.0, max_iter=30_000, tol=0.0, state=None, callback=None
+):
+    """``solver`` (a name of SOLVERS) from θ = 0, or continuing ``state``."""
+    state = state or SolverState.initial(n)
     penalty = L1Penalty(l1, Layout(n - 1).penalized())
     if solver == "newton":
-        return newton(objective, state, 100, tol)
+        return newton(objective, state, 100, tol, callback)
     if solver == "lbfgs":
-        return lbfgs(objective, state, 2000, tol, l1=penalty)
+        return lbfgs(objective, state, 2000, tol, callback, l1=penalty)
     accelerate, line_search = solver.startswith("agd"), solver.endswith("+ls")
     return gradient_descent(
         objective,
@@ -72,6 +75,7 @@ def run_solver(solver, objective, n, alpha, l1=0.0, max_iter=30_000, tol=0.0):
         alpha,
         max_iter,
         tol,
+        callback,
         l1=penalty,
         accelerate=accelerate,
         line_search=line_search,
