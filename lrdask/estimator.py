@@ -92,6 +92,11 @@ _PARAMETER_CONSTRAINTS: dict[str, tuple[Callable[[object], bool], str]] = {
     ),
     "validation_every": (lambda v: isinstance(v, Integral) and v >= 1, "an int >= 1"),
     "early_stopping": (lambda v: isinstance(v, Integral) and v >= 0, "an int >= 0"),
+    "fit_intercept": (lambda v: isinstance(v, (bool, np.bool_)), "True or False"),
+    "threshold": (
+        lambda v: _is_real(v) and 0 < v < 1,
+        "a float strictly between 0 and 1",
+    ),
 }
 
 # The constructor's parameters; the CLI's train flags of the same names fill them.
@@ -141,6 +146,10 @@ class LogisticRegression:
         training mean, categorical nulls the level "(missing)") or "skip" (drop the rows).
     positive_class : the label value that is class 1 for binomial (default: the larger
         of the two in sorted order, scikit-learn's ``classes_[1]``).
+    fit_intercept : learn intercepts (True, the default); False fixes them at 0, for a
+        model whose intercept is modelled by the user (a constant column, an offset).
+    threshold : binomial ``predict`` says the positive class when its probability is
+        above this (Spark's ``threshold``; scikit-learn's 0.5); does not change training.
     validation_every, early_stopping : with ``fit(validation=...)``, the held-out cost is
         computed every ``validation_every`` iterations; ``early_stopping=N`` (> 0) stops
         when it has not improved for N checks in a row.
@@ -169,6 +178,8 @@ class LogisticRegression:
         positive_class=None,
         gtol: float = 1e-4,
         standardize_variance: str = "population",
+        fit_intercept: bool = True,
+        threshold: float = 0.5,
     ):
         self.alpha = alpha
         self.max_iter = max_iter
@@ -191,6 +202,8 @@ class LogisticRegression:
         self.positive_class = positive_class
         self.gtol = gtol
         self.standardize_variance = standardize_variance
+        self.fit_intercept = fit_intercept
+        self.threshold = threshold
 
     # ---- training -------------------------------------------------------------------
     def fit(
@@ -534,6 +547,7 @@ class LogisticRegression:
             "dtype": self.dtype,
             "early_stopping": int(self.early_stopping),
             "validation_every": int(self.validation_every),
+            "fit_intercept": bool(self.fit_intercept),
         }
 
     def get_params(self) -> dict:

@@ -58,6 +58,8 @@ class TrainConfig:
     validation: str | None = None
     validation_every: int = 10
     early_stopping: int = 0
+    fit_intercept: bool = True
+    threshold: float = 0.5
     scheduler: str | None = None
     tls_ca_file: str | None = None
     tls_cert: str | None = None
