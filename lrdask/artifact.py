@@ -43,7 +43,7 @@ def to_dict(model) -> dict:
         "encoding": encoding.to_dict(),
         "coef": coef.tolist(),
         "intercept": np.asarray(model.intercept_).tolist(),
-        "options": _jsonable(model.get_params()),
+        "options": _jsonable(model.options()),
         "training": {
             "n_iter": int(model.n_iter_),
             "n_passes": int(getattr(model, "n_passes_", len(model.loss_history_))),

@@ -612,7 +612,7 @@ def _classes(profile: Profile, label: str | None, family: str, positive_class):
     if n < 2:
         only = "" if not n else f" ({_scalar(counts.column('value')[0].as_py())!r})"
         raise DataError(
-            f"label column '{label}' holds only {n} distinct value(s){only} in all "
+            f"label column '{label}' holds only {n} class(es){only} in all "
             f"{profile.rows} rows; training needs examples of at least two classes"
         )
     if n > MAX_CLASSES:
@@ -640,7 +640,8 @@ def _classes(profile: Profile, label: str | None, family: str, positive_class):
         shown = ", ".join(repr(c) for c in classes[:6]) + (", …" if n > 6 else "")
         raise DataError(
             f"label column '{label}' holds {n} distinct values ({shown}), but the binomial "
-            "family needs exactly two; use --family multinomial (or auto)"
+            "family needs exactly two (Only binary classification is supported.); use "
+            "--family multinomial (or auto)"
         )
     if family == "binomial":
         positive = (

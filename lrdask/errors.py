@@ -9,6 +9,8 @@ internal error (a bug).
 
 from __future__ import annotations
 
+from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 EXIT_INFRA = 3
@@ -22,8 +24,13 @@ class LrdaskError(Exception):
     exit_code = EXIT_BAD_INPUT
 
 
-class DataError(LrdaskError):
-    """The training or scoring data cannot be used as it is."""
+class DataError(LrdaskError, ValueError):
+    """The training or scoring data cannot be used as it is. A ValueError too, as
+    scikit-learn's tools expect of an estimator's bad input."""
+
+
+class DataTypeError(DataError, TypeError):
+    """The input has a type lrdask cannot read as numbers or labels (a TypeError too)."""
 
 
 class DataChangedError(DataError):
@@ -33,8 +40,13 @@ class DataChangedError(DataError):
     exit_code = EXIT_INFRA
 
 
-class ConfigError(LrdaskError):
-    """An option or config value is invalid."""
+class ConfigError(LrdaskError, ValueError):
+    """An option or config value is invalid (a ValueError too, as in scikit-learn)."""
+
+
+class NotFittedError(ConfigError, _SklearnNotFittedError):
+    """A model is used before ``fit`` or ``load`` (scikit-learn's NotFittedError too, a
+    ValueError and an AttributeError, which its tools look for)."""
 
 
 class ModelError(LrdaskError):

@@ -1,6 +1,7 @@
 """Input adapters: every kind of training or scoring input becomes the same thing.
 
-A Parquet path/URL (or a ``DatasetPlan``) and a dask DataFrame each become a
+A Parquet path/URL (or a ``DatasetPlan``), a dask DataFrame, and arrays given as ``X`` and
+``y`` (NumPy, pandas, dask arrays and Series; ``lrdask.arrays``) each become a
 ``TrainingSource``: its feature columns, its identity, how to run the profile pass and how
 to persist its blocks, all through the one loader (``lrdask.loading``) and encoding
 (``lrdask.encoding``). For scoring, a Parquet path, a pandas or a dask DataFrame become
@@ -34,11 +35,60 @@ class TrainingSource:
     profile: Callable[..., object]
     persist: Callable[..., PersistedBlocks | StreamedPieces]
     label: str
+    weight: str | None = None
+    named: bool = True  # the columns have the user's names (not x0, x1, ... of an array)
 
 
 def training_source(
-    data, label, features, exclude, storage_options, weight, categorical=None
+    data,
+    label,
+    features,
+    exclude,
+    storage_options,
+    weight,
+    categorical=None,
+    *,
+    y=None,
+    sample_weight=None,
+    missing: str = "error",
 ) -> TrainingSource:
+    """The source for ``fit``'s inputs: ``data`` a Parquet path/URL, a ``DatasetPlan`` or a
+    dask DataFrame holding the ``label`` column; or ``X`` arrays with ``y`` (and
+    ``sample_weight``) given apart (``lrdask.arrays``). Raises DataError/ConfigError."""
+    from lrdask import arrays
+
+    if y is None and label is not None and _is_pandas_frame(data):  # columns of a DataFrame
+        if label not in data.columns:
+            raise DataError(f"the DataFrame has no label column {label!r}")
+        y, data = data[label], data.drop(columns=label)
+        if weight is not None:
+            if weight not in data.columns:
+                raise DataError(f"the DataFrame has no weight column {weight!r}")
+            if sample_weight is not None:
+                raise ConfigError("pass either weight_col or sample_weight, not both")
+            sample_weight, data, weight = data[weight], data.drop(columns=weight), None
+    if y is None and sample_weight is not None and not arrays.is_array_input(data):
+        raise ConfigError(
+            f"sample_weight goes with arrays X and y; {arrays.kind(data)} names its weight "
+            f"column with weight_col= (got sample_weight={_short(sample_weight)})"
+        )
+    if y is not None or sample_weight is not None or arrays.is_array_input(data):
+        if y is None:
+            raise DataError(
+                f"{arrays.kind(data)} X needs y: this estimator requires y to be passed, but "
+                "the target y is None (or pass label= naming a column of a DataFrame)"
+            )
+        if weight is not None and sample_weight is not None:
+            raise ConfigError("pass either weight_col or sample_weight, not both")
+        given = arrays.as_table(data, y, sample_weight, missing=missing)
+        if given.frame is not None:  # dask inputs: the table stays on the workers
+            source = training_source(
+                given.frame, given.label, features, exclude, None, given.weight, categorical
+            )
+        else:
+            source = _table_source(given.table, given, features, exclude, categorical)
+        source.weight, source.named = given.weight, given.named
+        return source
     if isinstance(data, (str, bytes)) or hasattr(data, "__fspath__"):
         url = str(data.__fspath__() if hasattr(data, "__fspath__") else data)
         data = plan_dataset(
@@ -64,6 +114,7 @@ def training_source(
                 client, plan, encoding, dtype, timeout, cache
             ),
             label,
+            weight,
         )
     if _is_dask_frame(data):
         import dask.base
@@ -84,10 +135,68 @@ def training_source(
                 client, frame[columns], encoding, dtype, timeout
             ),
             label,
+            weight,
         )
     raise DataError(
-        f"fit() takes a Parquet path/URL or a dask DataFrame, not {type(data).__name__}"
+        "fit() takes X as a NumPy array, a pandas or dask DataFrame, a dask array or a "
+        f"Parquet path/URL, not {type(data).__name__}"
     )
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _table_source(table, given, features, exclude, categorical) -> TrainingSource:
+    """Arrays held by the driver: profiled here, then sent to the workers in blocks of
+    ``BLOCK_ENOUGH_ROWS`` rows (the data alone decides the blocks). Each block travels
+    inside its load task, so the scheduler can load it again when its worker is lost."""
+    from lrdask.dataset import BLOCK_ENOUGH_ROWS
+    from lrdask.encoding import profile_table
+
+    dropped = [*(exclude or []), *([given.weight] if given.weight else [])]
+    chosen, cats = _choose_features(
+        table.schema, given.description, given.label, features, dropped, categorical
+    )
+    columns = list(dict.fromkeys([*chosen, given.label, *([given.weight] if given.weight else [])]))
+    table = table.select(columns)
+    starts = range(0, max(table.num_rows, 1), BLOCK_ENOUGH_ROWS)
+    slices = [table.slice(a, BLOCK_ENOUGH_ROWS) for a in starts]
+
+    def persist(client, encoding, dtype, timeout, cache):
+        args = [
+            (piece, encoding, f"rows {a}-{a + piece.num_rows - 1}", dtype)
+            for a, piece in zip(starts, slices, strict=True)
+        ]
+        return PersistedBlocks.from_loaders(client, _frame_block_table, args, timeout)
+
+    return TrainingSource(
+        chosen,
+        cats,
+        given.description,
+        [_digest(table)],
+        lambda client, request, timeout: profile_table(table, request),
+        persist,
+        given.label,
+        given.weight,
+    )
+
+
+def _digest(table) -> str:
+    """The identity of in-memory data: a hash of its Arrow IPC bytes (names, types, values)."""
+    import hashlib
+
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return hashlib.sha256(sink.getvalue()).hexdigest()
+
+
+def _frame_block_table(table, encoding, source, dtype):
+    return block_from_table(table, encoding, source, dtype)
 
 
 def _frame_schema(frame):
@@ -151,42 +260,64 @@ def _is_dask_frame(data) -> bool:
     return isinstance(data, dd.DataFrame)
 
 
-def lazy_probabilities(model, data):
-    """predict_proba for a Parquet path or a dask DataFrame: a dask array, one chunk per
-    piece (partition), read and encoded as in training."""
+SCORES = ("margin", "proba", "log_proba", "label")
+
+
+def scores(model, data, what: str):
+    """``what`` for every row of ``data`` under a fitted model: "margin" (the linear
+    predictor; (n,) binomial, (n, K) multinomial), "proba" and "log_proba" ((n, K), in
+    the order of ``classes_``) or "label" ((n,) values of ``classes_``).
+
+    A NumPy array, a list or a pandas DataFrame gives NumPy; a dask array, a dask
+    DataFrame or a Parquet path/URL gives a dask array, one chunk per partition, read and
+    encoded as in training. A model trained on named columns reads DataFrames and Parquet
+    by name and arrays by position. Raises DataError for input it cannot score."""
     import dask
     import dask.array as da
 
+    from lrdask.arrays import _checked, _is_dask_array, _sklearn_check_array
     from lrdask.loading import load_piece
-    from lrdask.predict import block_probabilities
 
+    model._check_fitted()
     encoding = model.encoding_.reading(None)
-    width = len(model.classes_)
-    coef, intercept = np.asarray(model.coef_), model.intercept_
-    if _is_pandas_frame(data):  # in memory already: NumPy out
+    score = _Scorer(
+        what, np.asarray(model.coef_), model.intercept_, model.classes_, model.threshold
+    )
+    named = hasattr(model, "feature_names_in_")
+    if _is_pandas_frame(data) and named:
         missing = [c for c in encoding.input_columns if c not in data.columns]
         if missing:
-            raise DataError(f"the DataFrame lacks the model's column(s) {missing}")
+            raise DataError(
+                f"X lacks the model's column(s) {missing}: the feature names should match "
+                "those that were passed during fit"
+            )
         table = _as_table(data[encoding.input_columns])
         block = block_from_table(table, encoding, "DataFrame", drop_incomplete=False)
         check_reports([block.report], None, training=False)
-        return block_probabilities(block, coef, intercept)
-    if _is_dask_frame(data):
-        frame = (
-            data[encoding.input_columns]
-            if set(encoding.input_columns) <= set(data.columns)
-            else None
+        return score(block)
+    if _is_dask_array(data):
+        _numeric_model(model)
+        if data.ndim != 2 or data.shape[1] != model.n_features_in_:
+            raise DataError(_width_message(model, data.shape))
+        rows = data.rechunk({1: -1}).astype(np.float64)
+        return rows.map_blocks(
+            lambda b: score(_Rows(b)),
+            chunks=(rows.chunks[0], *score.width),
+            drop_axis=[] if score.width else [1],
+            dtype=score.dtype,
         )
-        if frame is None:
-            missing = [c for c in encoding.input_columns if c not in data.columns]
+    if _is_dask_frame(data):
+        if not named:  # columns by position, as for an array
+            return scores(model, data.to_dask_array(lengths=True), what)
+        missing = [c for c in encoding.input_columns if c not in data.columns]
+        if missing:
             raise DataError(f"the DataFrame lacks the model's column(s) {missing}")
+        frame = data[encoding.input_columns]
         lengths = frame.map_partitions(len).compute()
         parts = [
             dask.delayed(
-                lambda p: block_probabilities(
-                    block_from_table(_as_table(p), encoding, "partition", drop_incomplete=False),
-                    coef,
-                    intercept,
+                lambda p: score(
+                    block_from_table(_as_table(p), encoding, "partition", drop_incomplete=False)
                 )
             )(part)
             for part in frame.to_delayed()
@@ -202,19 +333,106 @@ def lazy_probabilities(model, data):
         lengths = [piece.num_rows for piece in plan.pieces]
         parts = [
             dask.delayed(
-                lambda piece: block_probabilities(
-                    load_piece(piece, plan.fs, encoding, drop_incomplete=False), coef, intercept
-                )
+                lambda piece: score(load_piece(piece, plan.fs, encoding, drop_incomplete=False))
             )(piece)
             for piece in plan.pieces
         ]
-    else:
-        raise DataError(
-            "predict takes a NumPy array, a pandas or dask DataFrame or a Parquet path, "
-            f"not {type(data).__name__}"
+    else:  # NumPy, lists, numeric pandas of an unnamed model: by position
+        _numeric_model(model)
+        rows = _checked(
+            _sklearn_check_array,
+            data,
+            ensure_all_finite="allow-nan" if model.missing != "error" else True,
         )
+        if rows.shape[1] != model.n_features_in_:
+            raise DataError(_width_message(model, rows.shape))
+        return score(_Rows(rows))
     arrays = [
-        da.from_delayed(part, shape=(int(n), width), dtype=np.float64)
+        da.from_delayed(part, shape=(int(n), *score.width), dtype=score.dtype)
         for part, n in zip(parts, lengths, strict=True)
     ]
-    return da.concatenate(arrays) if arrays else da.zeros((0, width))
+    return da.concatenate(arrays) if arrays else da.zeros((0, *score.width), score.dtype)
+
+
+class _Rows:
+    """Numeric rows from an array, scored like a loaded block (no categorical codes)."""
+
+    def __init__(self, X: np.ndarray):
+        self.X = np.asarray(X, dtype=np.float64)
+        self.codes = None
+        incomplete = np.isnan(self.X).any(axis=1)
+        self.incomplete = incomplete if incomplete.any() else None
+
+
+class _Scorer:
+    """One kind of score of a block of rows (see ``scores``); a pure function of the block."""
+
+    def __init__(self, what: str, coef: np.ndarray, intercept, classes, threshold: float):
+        if what not in SCORES:
+            raise ValueError(f"what must be one of {SCORES}")
+        self.what, self.coef, self.intercept = what, coef, intercept
+        self.classes = np.asarray(classes)
+        self.threshold = float(threshold)
+        multinomial = coef.ndim == 2
+        k = len(self.classes)
+        self.width = () if what == "label" or (what == "margin" and not multinomial) else (k,)
+        self.dtype = self.classes.dtype if what == "label" else np.dtype(np.float64)
+
+    def __call__(self, block) -> np.ndarray:
+        from scipy.special import logsumexp
+
+        from lrdask.kernels import linear_predictor
+        from lrdask.predict import block_probabilities
+
+        multinomial = self.coef.ndim == 2
+        if self.what == "proba":
+            return block_probabilities(block, self.coef, self.intercept)
+        w = self.coef.T if multinomial else self.coef
+        z = linear_predictor(block.X, w, self.intercept, block.codes)
+        if self.what == "label":
+            if block.incomplete is not None:
+                raise DataError(
+                    f"{int(block.incomplete.sum())} row(s) have missing values, which this "
+                    "model (missing='skip') does not score: predict_proba gives NaN for them; "
+                    "drop those rows first"
+                )
+            if multinomial:
+                return self.classes[z.argmax(axis=1)]
+            return self.classes[positive_where(z, self.threshold).astype(np.intp)]
+        if self.what == "margin":
+            out = z
+        elif multinomial:
+            out = z - logsumexp(z, axis=1, keepdims=True)
+        else:
+            out = np.column_stack([-np.logaddexp(0.0, z), -np.logaddexp(0.0, -z)])
+        if block.incomplete is not None:
+            out[block.incomplete] = np.nan
+        return out
+
+
+def positive_where(margin: np.ndarray, threshold: float) -> np.ndarray:
+    """Binomial decisions: the positive class where its probability σ(z) is above
+    ``threshold`` (Spark's rule), computed on the margin as z > logit(threshold);
+    logit(0.5) is exactly 0, so 0.5 agrees with scikit-learn's decision_function > 0."""
+    cut = 0.0 if threshold == 0.5 else float(np.log(threshold) - np.log1p(-threshold))
+    return np.asarray(margin) > cut
+
+
+def _numeric_model(model) -> None:
+    if model.encoding_.categorical:
+        names = ", ".join(c.name for c in model.encoding_.categorical)
+        raise DataError(
+            f"this model has categorical columns ({names}); pass a pandas or dask "
+            "DataFrame or a Parquet path holding them, not an array"
+        )
+
+
+def _width_message(model, shape) -> str:
+    if len(shape) != 2:
+        return f"Expected a 2D array for X, got shape {shape}; reshape it"
+    names = getattr(model, "feature_names_in_", None)
+    trained = f": {', '.join(map(str, names))}" if names is not None else ""
+    return (
+        f"X has {shape[1]} features, but LogisticRegression is expecting "
+        f"{model.n_features_in_} features as input{trained}"
+    )

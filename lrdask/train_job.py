@@ -97,7 +97,7 @@ def run_training(cfg: TrainConfig) -> TrainOutcome:
     """Train (or find the identical finished model) and return where the model is."""
     started = time.monotonic()
     model = LogisticRegression(**{name: getattr(cfg, name) for name in PARAMETERS})
-    model._validate_params()
+    model._check_params()
     security = client_security(cfg.scheduler, cfg.tls_ca_file, cfg.tls_cert, cfg.tls_key)
     plan = plan_dataset(
         cfg.data,

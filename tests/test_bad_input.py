@@ -116,7 +116,7 @@ CASES = [
         ["--family", "binomial"],
         2,
         "label column 'y' holds 3 distinct values (0, 1, 2), but the binomial family needs "
-        "exactly two; use --family multinomial",
+        "exactly two (Only binary classification is supported.); use --family multinomial",
     ),
     (
         "labels-measurement",
@@ -181,7 +181,7 @@ CASES = [
         lambda p: dataset(p / "d", with_column("y", [1] * 20)),
         [],
         2,
-        "label column 'y' holds only 1 distinct value(s) (1) in all 20 rows",
+        "label column 'y' holds only 1 class(es) (1) in all 20 rows",
     ),
     (
         "alpha-negative",

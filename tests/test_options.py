@@ -133,7 +133,7 @@ def test_init_continues_a_run_exactly(one_client, tmp_path):
 def test_init_with_other_features_is_refused(one_client, tmp_path):
     X, y = random_problem(100, 3, seed=27)
     path = write_partitions(tmp_path / "d", X, y, [100])
-    LogisticRegression(max_iter=2).fit(path, "y", ["x0", "x1"], client=one_client).save(
+    LogisticRegression(max_iter=2).fit(path, "y", features=["x0", "x1"], client=one_client).save(
         str(tmp_path / "m")
     )
     with pytest.raises(ConfigError, match="can only start from a model with the same family"):
@@ -181,7 +181,7 @@ def test_options_agree_across_streaming_and_dask_dataframe_inputs(one_client, tm
     from_frame.fit(dd.from_pandas(frame, npartitions=3), "y", client=one_client)
     for other in (streamed, from_frame):
         np.testing.assert_allclose(other.coef_, cached.coef_, rtol=1e-9)
-        assert other.feature_names_in_ == ["x0", "x1", "x2"]
+        assert list(other.feature_names_in_) == ["x0", "x1", "x2"]
     coef, _ = sklearn_solution(
         (X - cached.scaling_.mean) / cached.scaling_.scale, y, 0.01, sample_weight=weights
     )

@@ -117,7 +117,7 @@ def test_partition_keys_are_columns_for_features_categorical_and_weights(one_cli
     plain = LogisticRegression(solver="newton", tol=1e-12, gtol=1e-10).fit(
         str(root), label="y", client=one_client
     )
-    assert plain.feature_names_in_ == ["x0", "x1"]
+    assert list(plain.feature_names_in_) == ["x0", "x1"]
     weighted = LogisticRegression(solver="newton", tol=1e-12, gtol=1e-10, weight_col="w").fit(
         str(root), label="y", client=one_client
     )
