@@ -274,12 +274,10 @@ def _joined(frame, column, name: str):
     import pandas as pd
 
     dtype = column.dtype
-    if dtype == object or isinstance(dtype, pd.StringDtype) or dtype.kind == "U":
+    if isinstance(dtype, pd.StringDtype) or getattr(dtype, "kind", "") in ("O", "U"):
         dtype = pd.StringDtype("pyarrow")
     meta = frame._meta.assign(**{name: pd.Series([], dtype=dtype)})
-    return frame.map_partitions(
-        _add_column, column, name, dtype, align_dataframes=False, meta=meta
-    )
+    return frame.map_partitions(_add_column, column, name, dtype, align_dataframes=False, meta=meta)
 
 
 def _add_column(part, column, name: str, dtype):

@@ -67,8 +67,10 @@ _PARAMETER_CONSTRAINTS: dict[str, tuple[Callable[[object], bool], str]] = {
     "line_search": (lambda v: isinstance(v, bool), "True or False"),
     "weight_col": (lambda v: v is None or (isinstance(v, str) and v), "a column name or None"),
     "class_weight": (
-        lambda v: v in (None, "balanced")
-        or (isinstance(v, dict) and all(_is_real(w) and w >= 0 for w in v.values())),
+        lambda v: (
+            v in (None, "balanced")
+            or (isinstance(v, dict) and all(_is_real(w) and w >= 0 for w in v.values()))
+        ),
         "None, 'balanced' or a dict {class label: weight >= 0}",
     ),
     "standardize": (lambda v: isinstance(v, bool), "True or False"),

@@ -58,9 +58,7 @@ def _inputs(X, y):
     }
 
 
-@pytest.mark.parametrize(
-    "kind", list(_inputs(np.zeros((2, 4)), np.zeros(2, dtype=np.int64)))
-)
+@pytest.mark.parametrize("kind", list(_inputs(np.zeros((2, 4)), np.zeros(2, dtype=np.int64))))
 def test_fit_on_each_input_type_equals_the_parquet_path(one_client, problem, kind):
     X, y, path = problem
     reference = LogisticRegression(**EXACT).fit(path, label="y")
