@@ -158,7 +158,7 @@ def fitted(request, one_client, tmp_path_factory):
     ).fit(
         data, label="y", features=NUMERIC + (CATEGORICAL if categorical else []), client=one_client
     )
-    score = table(300, 2, unseen=categorical, **options).drop(columns="y")
+    score = table(300, 2, unseen=categorical, **options)  # the label column is ignored
     if model.encoding_.missing != "mean":  # these models refuse missing values
         score = score.dropna()
     model.save(str(root / "model"))
