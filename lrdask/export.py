@@ -133,11 +133,14 @@ def _encoder(encoding: Encoding) -> ColumnTransformer:
         if encoding.missing == "mean":
             numeric = SimpleImputer(strategy="mean")
         steps.append(("numeric", numeric, list(encoding.numeric)))
-    for cat in encoding.categorical:
+    reserved = {"numeric", *ColumnTransformer([]).get_params()}
+    for j, cat in enumerate(encoding.categorical):
         categories = _categories(cat)
+        name = _step_name(cat.name, j, reserved)
+        reserved.add(name)
         steps.append(
             (
-                cat.name,
+                name,
                 make_pipeline(
                     CategoryLevels.of(cat, encoding.missing),
                     OneHotEncoder(
@@ -161,6 +164,17 @@ def _encoder(encoding: Encoding) -> ColumnTransformer:
             encoding.means, dtype=np.float64
         )
     return transformer
+
+
+def _step_name(column: str, index: int, taken: set) -> str:
+    """The column's name, unless scikit-learn forbids it as a step name (taken, or holding
+    "__"): then "category<index>", with "_" appended while that is taken."""
+    if column not in taken and "__" not in column:
+        return column
+    name = f"category{index}"
+    while name in taken:
+        name += "_"
+    return name
 
 
 def _categories(cat: CategoricalColumn) -> list:

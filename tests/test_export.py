@@ -381,3 +381,23 @@ def test_multinomial_classes_out_of_order_are_sorted(one_client, tmp_path):
     estimator = model.to_sklearn()
     assert list(estimator.classes_) == ["x", "y", "z"]
     assert_scores_as(estimator, model, frame[NUMERIC])
+
+
+@pytest.mark.parametrize(
+    "names", [("numeric", "a__b"), ("transformers", "category0"), ("remainder", "numeric")]
+)
+def test_columns_named_like_scikit_learn_steps_or_parameters(one_client, tmp_path, names):
+    """ColumnTransformer step names may not repeat, hold '__' or name its parameters; such
+    columns get a step named 'category<j>' and score the same."""
+    rename = dict(zip(CATEGORICAL, names, strict=True))
+    frame = table(600, 1, nulls=True).rename(columns=rename)
+    data = write(tmp_path / "data", frame)
+    model = LogisticRegression(
+        solver="lbfgs", categorical=list(names), missing="mean", min_count=20, l2=0.01
+    ).fit(data, label="y", client=one_client)
+    estimator = model.to_sklearn()
+    steps = [name for name, _, _ in estimator[0].transformers_]
+    assert len(set(steps)) == len(steps) == 3
+    assert not any("__" in step for step in steps)
+    score = table(300, 2, nulls=True, unseen=True).rename(columns=rename)
+    assert_scores_as(estimator, model, score)
