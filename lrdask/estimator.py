@@ -780,6 +780,15 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     def load(cls, model_dir: str, storage_options: dict | None = None) -> LogisticRegression:
         return artifact.load(cls, model_dir, storage_options)
 
+    def to_sklearn(self):
+        """This model as a fitted scikit-learn estimator with the same ``predict_proba``:
+        a ``LogisticRegression``, or a ``Pipeline`` (encoding, then LogisticRegression)
+        for categorical columns or ``missing="mean"``; see ``lrdask.export.to_sklearn``.
+        Raises ModelError when the model is not fitted."""
+        from lrdask.export import to_sklearn
+
+        return to_sklearn(self)
+
 
 def expected_failed_checks(estimator: LogisticRegression) -> dict[str, str]:
     """The checks of ``sklearn.utils.estimator_checks.check_estimator`` that this
