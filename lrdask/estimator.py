@@ -715,6 +715,15 @@ class LogisticRegression:
     def load(cls, model_dir: str, storage_options: dict | None = None) -> LogisticRegression:
         return artifact.load(cls, model_dir, storage_options)
 
+    def to_sklearn(self):
+        """This model as a fitted scikit-learn estimator with the same ``predict_proba``:
+        a ``LogisticRegression``, or a ``Pipeline`` (encoding, then LogisticRegression)
+        for categorical columns or ``missing="mean"``; see ``lrdask.export.to_sklearn``.
+        Raises ModelError when the model is not fitted."""
+        from lrdask.export import to_sklearn
+
+        return to_sklearn(self)
+
 
 def softmax_kernel():
     from lrdask.softmax_kernels import softmax_sums

@@ -39,7 +39,6 @@ NaN) or ``"error"`` are refused: scikit-learn raises ValueError for a numeric Na
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 import numpy as np
@@ -134,13 +133,16 @@ def _encoder(encoding: Encoding) -> ColumnTransformer:
         if encoding.missing == "mean":
             numeric = SimpleImputer(strategy="mean")
         steps.append(("numeric", numeric, list(encoding.numeric)))
-    for cat in encoding.categorical:
+    reserved = {"numeric", *ColumnTransformer([]).get_params()}
+    for j, cat in enumerate(encoding.categorical):
         categories = _categories(cat)
+        name = _step_name(cat.name, j, reserved)
+        reserved.add(name)
         steps.append(
             (
-                cat.name,
+                name,
                 make_pipeline(
-                    CategoryLevels(dataclasses.replace(cat, offset=0), encoding.missing),
+                    CategoryLevels.of(cat, encoding.missing),
                     OneHotEncoder(
                         categories=[categories],
                         drop=[cat.levels[0]] if cat.reference else None,
@@ -164,10 +166,25 @@ def _encoder(encoding: Encoding) -> ColumnTransformer:
     return transformer
 
 
+def _step_name(column: str, index: int, taken: set) -> str:
+    """The column's name, unless scikit-learn forbids it as a step name (taken, or holding
+    "__"): then "category<index>", with "_" appended while that is taken."""
+    if column not in taken and "__" not in column:
+        return column
+    name = f"category{index}"
+    while name in taken:
+        name += "_"
+    return name
+
+
 def _categories(cat: CategoricalColumn) -> list:
     """The column's levels, then "(other)" and "(missing)" when it has them: its slots in
     order, with the reference level (if any) first."""
-    return [*cat.levels, *([OTHER] if cat.other_rows else []), *([MISSING] if cat.missing_rows else [])]
+    return [
+        *cat.levels,
+        *([OTHER] if cat.other_rows else []),
+        *([MISSING] if cat.missing_rows else []),
+    ]
 
 
 def _outside(categories: list) -> str:
@@ -180,63 +197,99 @@ def _outside(categories: list) -> str:
 
 class CategoryLevels(TransformerMixin, BaseEstimator):
     """One categorical column's values → the level lrdask scores them as, by lrdask's own
-    encoding: a level seen in training stays itself; a rare or unseen value becomes
-    "(other)" when the column has it; a null becomes "(missing)" when the column has it;
-    a value that adds nothing becomes the reference level, or "(no level)" in a column
-    without one (which the OneHotEncoder after it ignores).
+    encoding (``lrdask.encoding.Encoding.codes``): a level seen in training stays itself;
+    a rare or unseen value becomes "(other)" when the column has it; a null becomes
+    "(missing)" when the column has it; a value that adds nothing becomes the reference
+    level, or "(no level)" in a column without one (which the OneHotEncoder after it
+    ignores).
 
-    ``column``: the column's ``lrdask.encoding.CategoricalColumn``; ``missing``: the
-    model's missing-value policy. ``transform`` takes a pandas DataFrame holding the
-    column and returns an (n, 1) object array. Raises DataError for a null when
-    ``missing`` is not "mean" (lrdask refuses it, or scores the row NaN with "skip").
+    Parameters: ``column`` (its name), ``levels`` (sorted, as in model.json), ``other``
+    and ``missing_level`` (whether the column has the levels "(other)" and "(missing)"),
+    ``reference`` (``levels[0]`` has no coefficient), ``missing`` (the model's policy).
+    ``transform`` takes a pandas DataFrame holding the column and returns an (n, 1)
+    object array. Raises DataError for a null when ``missing`` is not "mean" (lrdask
+    refuses it, or with "skip" scores the row NaN).
     """
 
-    def __init__(self, column: CategoricalColumn, missing: str = "error"):
+    def __init__(
+        self,
+        column: str,
+        levels: tuple = (),
+        other: bool = False,
+        missing_level: bool = False,
+        reference: bool = False,
+        missing: str = "error",
+    ):
         self.column = column
+        self.levels = levels
+        self.other = other
+        self.missing_level = missing_level
+        self.reference = reference
         self.missing = missing
+
+    @classmethod
+    def of(cls, cat: CategoricalColumn, missing: str) -> CategoryLevels:
+        return cls(
+            cat.name,
+            cat.levels,
+            bool(cat.other_rows),
+            bool(cat.missing_rows),
+            cat.reference,
+            missing,
+        )
 
     def fit(self, X, y=None):
         self._frame(X)
         self.n_features_in_ = 1
-        self.feature_names_in_ = np.asarray([self.column.name], dtype=object)
+        self.feature_names_in_ = np.asarray([self.column], dtype=object)
         return self
 
     def transform(self, X) -> np.ndarray:
-        cat = self.column
-        encoding = Encoding((), (cat,), None, missing=self.missing)
-        codes, null, unseen = encoding.codes(_as_table(self._frame(X)).column(cat.name), 0)
+        encoding = Encoding((), (self._spec(),), None, missing=self.missing)
+        column = _as_table(self._frame(X)).column(self.column)
+        codes, null, unseen = encoding.codes(column, 0)
         if null.any() and self.missing != "mean":
             raise DataError(
-                f"column '{cat.name}' has {int(null.sum())} null value(s), and the model was "
-                f"trained with missing='{self.missing}', so it cannot score them: fill or drop "
-                "those rows"
+                f"column '{self.column}' has {int(null.sum())} null value(s), and the model "
+                f"was trained with missing='{self.missing}', so it cannot score them: fill or "
+                "drop those rows"
             )
         if unseen:
             log.warning(
                 "column '%s': %d row(s) hold a level not seen in training; scored as "
                 "documented (the '(other)' level if the column has one, else no contribution)",
-                cat.name,
+                self.column,
                 unseen,
             )
         return self._level_of_code()[codes][:, None]
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
-        return np.asarray([self.column.name], dtype=object)
+        return np.asarray([self.column], dtype=object)
+
+    def _spec(self) -> CategoricalColumn:
+        """The column as lrdask's encoding holds it (row counts do not change scoring)."""
+        return CategoricalColumn(
+            self.column,
+            tuple(self.levels),
+            (),
+            int(self.other),
+            int(self.missing_level),
+            bool(self.reference),
+        )
 
     def _level_of_code(self) -> np.ndarray:
-        """The level each global code stands for; the last entry is the zero slot."""
-        cat = self.column
-        slots = _categories(cat)[1 if cat.reference else 0 :]
-        nothing = cat.levels[0] if cat.reference else _outside(slots)
+        """The level each code stands for; the last entry is the zero slot's."""
+        spec = self._spec()
+        slots = _categories(spec)[1 if spec.reference else 0 :]
+        nothing = spec.levels[0] if spec.reference else _outside(slots)
         levels = np.empty(len(slots) + 1, dtype=object)
         levels[:] = [*slots, nothing]
         return levels
 
     def _frame(self, X) -> pd.DataFrame:
-        name = self.column.name
-        if not isinstance(X, pd.DataFrame) or name not in X.columns:
+        if not isinstance(X, pd.DataFrame) or self.column not in X.columns:
             raise DataError(
-                f"CategoryLevels for column '{name}' takes a pandas DataFrame holding that "
-                f"column, not {type(X).__name__}"
+                f"CategoryLevels for column '{self.column}' takes a pandas DataFrame holding "
+                f"that column, not {type(X).__name__}"
             )
-        return X[[name]]
+        return X[[self.column]]
