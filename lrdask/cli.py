@@ -437,6 +437,24 @@ def cluster_options(func):
     help="Exit 4 without writing a model unless the run converged (--gtol held): after "
     "--max-iter, or stalled. A diverged run always exits 4.",
 )
+@click.option(
+    "--mlflow-tracking-uri",
+    envvar="MLFLOW_TRACKING_URI",
+    default=None,
+    metavar="URI",
+    help="Log the run to this MLflow tracking server (e.g. http://mlflow:5000) after the "
+    "model is published: parameters, cost and gradient-norm histories, metrics, the files "
+    "and the scikit-learn flavor. A tracking failure is a warning (env: MLFLOW_TRACKING_URI; "
+    "needs pip install 'lrdask[mlflow]').",
+)
+@click.option(
+    "--mlflow-experiment",
+    envvar="MLFLOW_EXPERIMENT_NAME",
+    default=None,
+    metavar="NAME",
+    help="MLflow experiment of the run, created if missing [default: MLflow's 'Default'] "
+    "(env: MLFLOW_EXPERIMENT_NAME).",
+)
 @log_format_option
 @click.option(
     "--log-every",

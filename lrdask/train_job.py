@@ -4,7 +4,8 @@ The CLI (and a job config file) only fills a ``TrainConfig``; ``run_training`` d
 rest in an order chosen for unattended runs: check everything cheap first (options, data
 schema, output location) before a cluster is started; resume a matching checkpoint; write
 the model, metrics and cost curve atomically and ``_SUCCESS`` last; only then remove the
-checkpoint.
+checkpoint. With an MLflow tracking URI the published run is logged last
+(``lrdask.tracking``): a tracking failure is a warning, never a failed job.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from lrdask import artifact, storage
+from lrdask import artifact, storage, tracking
 from lrdask.checkpoint import Checkpoints
 from lrdask.cluster import client_security, connect, dashboard_link
 from lrdask.dataset import plan_dataset
@@ -74,6 +75,8 @@ class TrainConfig:
     resume: bool = True
     fail_on_no_convergence: bool = False
     log_every: int = 10
+    mlflow_tracking_uri: str | None = None
+    mlflow_experiment: str | None = None
     storage_options: dict = field(default_factory=dict)
     params: dict = field(default_factory=dict)
 
@@ -98,6 +101,7 @@ def run_training(cfg: TrainConfig) -> TrainOutcome:
     started = time.monotonic()
     model = LogisticRegression(**{name: getattr(cfg, name) for name in PARAMETERS})
     model._check_params()
+    tracker = tracking.tracker_for(cfg.mlflow_tracking_uri, cfg.mlflow_experiment)
     security = client_security(cfg.scheduler, cfg.tls_ca_file, cfg.tls_cert, cfg.tls_key)
     plan = plan_dataset(
         cfg.data,
@@ -130,10 +134,17 @@ def run_training(cfg: TrainConfig) -> TrainOutcome:
         )
     identity = model.identity_of(plan, validation, cfg.storage_options)
     with lease(cfg.out, "train", cfg.storage_options):  # one writer per MODEL_DIR
-        return _train(cfg, model, plan, validation, identity, started, security)
+        outcome = _train(cfg, model, plan, validation, identity, started, security, tracker)
+    if tracker is not None and outcome.skipped:
+        log.info("nothing trained, so no MLflow run is logged")
+    elif tracker is not None:  # after publishing: the run records the published files
+        tracker.log_run(outcome.model, cfg.out, cfg.storage_options, _run_tags(cfg))
+    return outcome
 
 
-def _train(cfg: TrainConfig, model, plan, validation, identity, started, security) -> TrainOutcome:
+def _train(
+    cfg: TrainConfig, model, plan, validation, identity, started, security, tracker=None
+) -> TrainOutcome:
     finished = _finished_model(cfg, identity)
     if finished is not None:
         return finished
@@ -146,13 +157,14 @@ def _train(cfg: TrainConfig, model, plan, validation, identity, started, securit
     with connect(cfg.scheduler, cfg.workers, cfg.connect_timeout, security=security) as client:
         log_cluster(client, cfg.scheduler, cfg.pass_timeout)
         progress = TrainingProgress(cfg.max_iter, cfg.log_every)
+        callback = progress if tracker is None else _each(progress, tracker.record)
         try:
             model.fit(
                 plan,
                 label=cfg.label,
                 client=client,
                 validation=validation,
-                callback=progress,
+                callback=callback,
                 checkpoint_dir=cfg.checkpoint_location,
                 checkpoint_every=cfg.checkpoint_every,
                 storage_options=cfg.storage_options,
@@ -176,6 +188,26 @@ def _train(cfg: TrainConfig, model, plan, validation, identity, started, securit
     checkpoints.clear()
     log.info("model, metrics.json and loss_curve.png written to %s", cfg.out)
     return TrainOutcome(location, model)
+
+
+def _each(*callbacks):
+    """One solver callback that calls each of ``callbacks`` in turn."""
+
+    def call(info) -> None:
+        for callback in callbacks:
+            callback(info)
+
+    return call
+
+
+def _run_tags(cfg: TrainConfig) -> dict[str, str]:
+    """What the MLflow run is tagged with besides the parameters: where the data came
+    from, and the job's --param values."""
+    tags = {"lrdask.data": cfg.data, "lrdask.label": cfg.label}
+    if cfg.validation:
+        tags["lrdask.validation"] = cfg.validation
+    tags.update({f"lrdask.param.{k}": str(v) for k, v in cfg.params.items() if v is not None})
+    return tags
 
 
 def _finished_model(cfg: TrainConfig, identity: dict) -> TrainOutcome | None:
