@@ -250,7 +250,7 @@ def _is_number(value) -> bool:
 
 
 def _params(model) -> list[tuple[str, object]]:
-    return sorted(model.get_params().items())
+    return sorted(model.options().items())
 
 
 def _param_value(name: str, value) -> str:
