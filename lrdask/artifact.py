@@ -85,7 +85,11 @@ def _column_doc(report, penalized: bool) -> dict | None:
 def _scaling_doc(scaling) -> dict | None:
     if scaling is None:
         return None
-    return {"mean": scaling.mean.tolist(), "scale": scaling.scale.tolist()}
+    return {
+        "mean": scaling.mean.tolist(),
+        "scale": scaling.scale.tolist(),
+        "centred": bool(scaling.centred),  # False without an intercept: x/σ only
+    }
 
 
 def _jsonable(value):

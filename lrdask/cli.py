@@ -135,6 +135,17 @@ storage_option = click.option(
 )
 
 
+threshold_option = click.option(
+    "--threshold",
+    type=FiniteRange(min=0, max=1, min_open=True, max_open=True),
+    default=None,
+    metavar="T",
+    help="Binomial models: predict the positive class when its probability is above T "
+    "(Spark's threshold; decided as margin > logit(T)) [default: the model's own, from "
+    "`lrdask train --threshold`, else 0.5]. An error for a multinomial model.",
+)
+
+
 def cluster_options(func):
     """--scheduler, its TLS files, --workers and --connect-timeout, shared by every command
     that computes."""
@@ -319,6 +330,24 @@ def cluster_options(func):
     show_default=True,
     help="With --standardize: σ² divides by the total weight (population, scikit-learn's "
     "StandardScaler) or by it minus 1 (sample, as Spark does); matters with a penalty.",
+)
+@click.option(
+    "--fit-intercept/--no-intercept",
+    "fit_intercept",
+    default=True,
+    show_default=True,
+    help="--no-intercept fixes the intercept(s) at 0 (scikit-learn's fit_intercept=False, "
+    "Spark's fitIntercept=false), e.g. when a feature column already plays its part; "
+    "with --standardize the columns are then scaled but not centred.",
+)
+@click.option(
+    "--threshold",
+    type=FiniteRange(min=0, max=1, min_open=True, max_open=True),
+    default=0.5,
+    show_default=True,
+    help="Binomial: the model predicts the positive class when its probability is above "
+    "this (Spark's threshold); kept in model.json as predict's and evaluate's default. "
+    "Does not change training.",
 )
 @click.option(
     "--init",
@@ -571,21 +600,31 @@ def _typed(pairs: dict[str, str]) -> dict:
     metavar="A,B,...",
     help="Input columns to copy into the output beside the predictions (e.g. ids).",
 )
+@threshold_option
+@click.option(
+    "--margin",
+    is_flag=True,
+    help="Also write the linear predictor z = x·w + b: `margin` (binomial; Spark's "
+    "rawPrediction, scikit-learn's decision_function), or `margin_<class>` per class.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT_DIR.")
 @storage_option
 @log_format_option
 @cluster_options
 @pass_timeout_option
-def predict(model_dir, data, out, keep, overwrite, storage_pairs, log_format, **cluster) -> None:
+def predict(
+    model_dir, data, out, keep, threshold, margin, overwrite, storage_pairs, log_format, **cluster
+) -> None:
     """Score DATA with the model in MODEL_DIR; write `probability` and `prediction` columns.
 
     Each partition is scored and written on the cluster; OUT_DIR appears complete, with a
     _SUCCESS marker written last.
     """
-    from lrdask.predict import check_keep, write_predictions
+    from lrdask.predict import check_keep, model_threshold, write_predictions
 
-    def check(plan):
-        check_keep(plan, keep or [])
+    def check(model, plan):
+        model_threshold(model, threshold)
+        check_keep(plan, keep or [], margin)
 
     with _model_on_cluster(model_dir, data, False, storage_pairs, log_format, cluster, check) as (
         model,
@@ -594,7 +633,16 @@ def predict(model_dir, data, out, keep, overwrite, storage_pairs, log_format, **
         options,
     ):
         rows = write_predictions(
-            client, model, plan, out, keep, options, overwrite, cluster["pass_timeout"]
+            client,
+            model,
+            plan,
+            out,
+            keep,
+            options,
+            overwrite,
+            cluster["pass_timeout"],
+            threshold,
+            margin,
         )
     log.info("%d predictions written to %s", rows, out)
     click.echo(out)
@@ -680,23 +728,28 @@ def make_data(
     metavar="JSON",
     help="Also write the metrics to this file (or URL), atomically.",
 )
+@threshold_option
 @storage_option
 @log_format_option
 @cluster_options
 @pass_timeout_option
-def evaluate(model_dir, data, out, storage_pairs, log_format, **cluster) -> None:
+def evaluate(model_dir, data, out, threshold, storage_pairs, log_format, **cluster) -> None:
     """Score DATA (with its label column) and print log loss, accuracy, precision, recall,
     F1, ROC AUC and PR AUC as JSON, computed on the cluster partition by partition."""
     from lrdask import storage
     from lrdask.evaluation import evaluate_dataset
+    from lrdask.predict import model_threshold
 
-    with _model_on_cluster(model_dir, data, True, storage_pairs, log_format, cluster) as (
+    def check(model, plan):
+        model_threshold(model, threshold)
+
+    with _model_on_cluster(model_dir, data, True, storage_pairs, log_format, cluster, check) as (
         model,
         plan,
         client,
         options,
     ):
-        result = evaluate_dataset(client, model, plan, options, cluster["pass_timeout"])
+        result = evaluate_dataset(client, model, plan, options, cluster["pass_timeout"], threshold)
     text = artifact.dumps(result)
     if out:
         storage.write_bytes_atomic(out, text.encode(), options)
@@ -821,7 +874,8 @@ def _info_doc(model, coef: np.ndarray, order: np.ndarray) -> dict:
 def _model_on_cluster(model_dir, data, with_label, storage_pairs, log_format, cluster, check=None):
     """The shared start of predict and evaluate: logging, the storage options, the TLS
     settings, the model, DATA planned against it (footers only: bad data fails before a
-    cluster starts) and a connected client; ``cluster`` holds the cluster options."""
+    cluster starts) and a connected client; ``cluster`` holds the cluster options and
+    ``check(model, plan)``, if given, runs before the cluster starts."""
     from lrdask.predict import plan_for_model
 
     setup_logging(log_format)
@@ -833,7 +887,7 @@ def _model_on_cluster(model_dir, data, with_label, storage_pairs, log_format, cl
     model = LogisticRegression.load(model_dir, options)
     plan = plan_for_model(model, data, model.label_ if with_label else None, options)
     if check is not None:
-        check(plan)
+        check(model, plan)
     with connect(
         scheduler, cluster["workers"], cluster["connect_timeout"], security=security
     ) as client:

@@ -3,7 +3,8 @@ ones from the weighted Gram matrix of the centred [x − μ, 1] that one Newton-
 θ = 0 sums (one extra pass, for other solvers than Newton when there are few enough
 columns).
 
-A constant (or all-zero) column is collinear with the intercept; a set of collinear
+A constant (or all-zero) column is collinear with the intercept (without an intercept,
+only an all-zero column is idle: a constant one is the user's own intercept); a set of collinear
 columns (a height in cm and in inches) leaves the coefficients without a unique value,
 although the predictions still have one. H2O calls dropping them
 ``remove_collinear_columns``; here they are named in the log and in ``model.json`` with a
@@ -27,6 +28,7 @@ class ColumnReport:
     constant: list[str] = field(default_factory=list)
     collinear: list[str] = field(default_factory=list)
     partners: dict[str, list[str]] = field(default_factory=dict)  # collinear -> with which
+    centred: bool = True  # False: a model without intercept, "constant" means all-zero
 
     def __bool__(self) -> bool:
         return bool(self.constant or self.collinear)
@@ -40,7 +42,8 @@ class ColumnReport:
     def message(self, penalized: bool = False) -> str:
         parts = []
         if self.constant:
-            parts.append(f"constant column(s) {', '.join(self.constant)}")
+            kind = "constant" if self.centred else "all-zero"
+            parts.append(f"{kind} column(s) {', '.join(self.constant)}")
         for name in self.collinear:
             others = ", ".join(self.partners.get(name, [])) or "other columns"
             parts.append(f"column {name} is a linear combination of {others}")
@@ -53,28 +56,34 @@ class ColumnReport:
 
 
 def dependent_columns(
-    gram: np.ndarray, names: list[str], constant: np.ndarray | None = None
+    gram: np.ndarray, names: list[str], constant: np.ndarray | None = None, centred: bool = True
 ) -> ColumnReport:
     """Constant and linearly dependent columns from G = Σ s·[x; 1][x; 1]ᵀ (intercept last,
     any positive row weights s; best of centred columns, see ``centered_gram``).
     ``constant`` marks the constant columns when the caller knows them (from the stable
     moments pass); else a column whose variance is below 1e-9 of its mean square is.
     The others are scaled to unit variance, then a QR factorisation with column pivoting
-    finds the numerical rank; the columns it puts past the rank depend on the others."""
+    finds the numerical rank; the columns it puts past the rank depend on the others.
+
+    Not ``centred`` (a model without intercept; G of the raw columns): the second
+    moments take the place of the covariance, so a constant non-zero column is a column
+    like any other and only all-zero columns are reported (``constant`` is not used)."""
     from scipy.linalg import qr
 
     f = len(names)
     total = gram[f, f]
     if not total > 0:
         return ColumnReport()
-    mean = gram[:f, f] / total
+    mean = gram[:f, f] / total if centred else np.zeros(f)
     cov = gram[:f, :f] / total - np.outer(mean, mean)
     var = np.diag(cov).copy()
-    if constant is None:
+    if not centred:
+        constant = np.zeros(f, dtype=bool)
+    elif constant is None:
         scale = np.maximum(np.abs(np.diag(gram[:f, :f]) / total), 1e-300)
         constant = var <= _RELATIVE * scale
     constant = np.asarray(constant, dtype=bool) | ~(var > 0)
-    report = ColumnReport(constant=[names[j] for j in np.flatnonzero(constant)])
+    report = ColumnReport(constant=[names[j] for j in np.flatnonzero(constant)], centred=centred)
     keep = np.flatnonzero(~constant)
     if len(keep) < 2:
         return report
@@ -119,15 +128,19 @@ def column_report(blocks, encoding, solver: str, scaling) -> ColumnReport | None
     sums a Hessian every pass anyway) and for other solvers up to
     ``DIAGNOSE_MAX_FEATURES`` coefficients; None when skipped. The columns are centred by
     ``scaling`` (the moments pass's ``objective.Scaling``), whose constant columns are the
-    constant ones."""
+    constant ones; an uncentred scaling (a model without intercept) is not centred here
+    either."""
     import functools
 
     width = encoding.n_features
     if solver != "newton" and width > DIAGNOSE_MAX_FEATURES:
         return None
-    kernel = functools.partial(centered_gram, center=scaling.mean[: encoding.n_numeric])
+    center = scaling.shift[: encoding.n_numeric]
+    kernel = functools.partial(centered_gram, center=center)
     sums = blocks.partial_sums(np.zeros(width), 0.0, kernel=kernel)
-    return dependent_columns(sums.hessian, encoding.feature_names, scaling.constant)
+    return dependent_columns(
+        sums.hessian, encoding.feature_names, scaling.constant, centred=scaling.centred
+    )
 
 
 def separated(blocks, coef, intercept, multinomial: bool, loss_at=None, cost=None) -> str:

@@ -413,18 +413,22 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
     def _objective(self, blocks, encoding: Encoding, counts: list[int]) -> Objective:
         """The function the solver minimizes: passes over ``blocks`` plus driver algebra."""
         multinomial = encoding.family == "multinomial"
-        layout = Layout(encoding.n_features, len(counts) if multinomial else 1)
+        outputs = len(counts) if multinomial else 1
+        layout = Layout(encoding.n_features, outputs, intercept=bool(self.fit_intercept))
         kernel = self._kernel(counts, encoding)
         # one moments pass: the standardization, the preconditioner and the gtol measure
         moments = blocks.partial_sums(None, None, kernel=moment_sums)
         ddof = 1 if self.standardize and self.standardize_variance == "sample" else 0
         scaling = Scaling.from_moments(_with_category_slots(moments, encoding), ddof)
-        self.scaling_ = scaling if self.standardize else None
 
         def run_pass(coef, intercept):
             return blocks.partial_sums(coef, intercept, kernel=kernel).mean()
 
-        return Objective(run_pass, layout, scaling, self.l2, self._coordinates())
+        objective = Objective(
+            run_pass, layout, scaling, self.l2, self._coordinates(), encoding.feature_names
+        )
+        self.scaling_ = objective.scaling if self.standardize else None
+        return objective
 
     def _coordinates(self) -> str:
         """Where the solver works: standardized features with ``standardize``; else every

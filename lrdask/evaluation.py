@@ -1,6 +1,7 @@
 """Evaluating a model on a Parquet data set, on the cluster, without collecting the rows.
 
-Each partition is reduced to counts: Σ log loss, the confusion matrix at 0.5, and one
+Each partition is reduced to counts: Σ log loss, the confusion matrix at the threshold
+(0.5 unless the model or ``--threshold`` says otherwise; ``predict.positive_where``), and one
 histogram of z = x·w + b per class (fine bins over z ∈ [−40, 40], where σ is within 4e-18
 of 0 or 1). ROC AUC and average precision come from the merged histograms. Scores that
 share a bin are treated as ties, so ROC AUC is exact up to a bound that is computed and
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lrdask.kernels import check_finite_scores, linear_predictor, log_loss_rows, sigmoid
+from lrdask.kernels import check_finite_scores, linear_predictor, log_loss_rows
 
 BINS = 2**15
 Z_RANGE = 40.0
@@ -38,13 +39,22 @@ class EvaluationSums:
 
 
 def evaluation_sums(
-    X: np.ndarray, y: np.ndarray, w: np.ndarray, b: float, codes=None, sample_weight=None
+    X: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    b: float,
+    codes=None,
+    sample_weight=None,
+    threshold: float = 0.5,
 ) -> EvaluationSums:
     """The kernel for one partition (pure NumPy). Counts rows: ``sample_weight`` is
-    accepted so it runs over weighted blocks, and not used."""
+    accepted so it runs over weighted blocks, and not used. A row is predicted positive
+    when its probability is above ``threshold`` (``predict.positive_where``)."""
+    from lrdask.predict import positive_where
+
     z = linear_predictor(X, w, b, codes)
     check_finite_scores(z, w)
-    predicted = (sigmoid(z) >= 0.5).astype(np.int64)
+    predicted = positive_where(z, threshold).astype(np.int64)
     truth = y.astype(np.int64)
     confusion = np.zeros((2, 2), dtype=np.int64)
     np.add.at(confusion, (truth, predicted), 1)
@@ -180,15 +190,25 @@ def multiclass_metrics(sums: MulticlassSums) -> dict:
 
 
 def evaluate_dataset(
-    client, model, data: str, storage_options: dict | None = None, timeout: float | None = None
+    client,
+    model,
+    data: str,
+    storage_options: dict | None = None,
+    timeout: float | None = None,
+    threshold: float | None = None,
 ) -> dict:
     """Metrics of ``model`` on the Parquet data set ``data`` (which must hold the label),
     read by the same planner, loader and encoding as training. ``timeout`` bounds each
-    pass (ClusterError after it)."""
+    pass (ClusterError after it). ``threshold`` (binomial only, else ConfigError; default
+    the model's own) decides the confusion matrix and the metrics read from it, and is
+    recorded in the result."""
+    import functools
     import logging
 
     from lrdask.loading import check_reports, load_piece, summarize
-    from lrdask.predict import plan_for_model
+    from lrdask.predict import model_threshold, plan_for_model
+
+    threshold = model_threshold(model, threshold)
     from lrdask.scheduling import StreamedPieces, share, streamed_need
 
     log = logging.getLogger("lrdask")
@@ -209,13 +229,18 @@ def evaluate_dataset(
     summarize(reports, log)
     classes = list(encoding.classes)
     if encoding.family == "binomial":
-        sums = pieces.partial_sums(
-            np.asarray(model.coef_), float(model.intercept_), kernel=evaluation_sums
-        )
+        kernel = functools.partial(evaluation_sums, threshold=threshold)
+        sums = pieces.partial_sums(np.asarray(model.coef_), float(model.intercept_), kernel=kernel)
         result = metrics(sums)
         for name, why in result.get("notes", {}).items():
             log.warning("%s is undefined on %s: %s", name, data, why)
-        return {"data": data, "classes": classes, "positive_class": classes[1], **result}
+        return {
+            "data": data,
+            "classes": classes,
+            "positive_class": classes[1],
+            "threshold": threshold,
+            **result,
+        }
     W, b = np.asarray(model.coef_).T, np.asarray(model.intercept_)
     sums = pieces.partial_sums(W, b, kernel=multiclass_evaluation_sums)
     result = multiclass_metrics(sums)

@@ -4,7 +4,9 @@ Spark MLlib's shape: broadcast the coefficients, aggregate the partial sums over
 partitions, then add the regularization on the driver. Here, in order:
 
 - ``Layout``: θ is flat (coefficients, then intercepts); it is cut into the model's
-  ``coef`` (features,) or (features, K) and ``intercept`` (a float, or K of them).
+  ``coef`` (features,) or (features, K) and ``intercept`` (a float, or K of them). Without
+  an intercept (``fit_intercept=False``) θ holds the coefficients only and the intercepts
+  are 0: the passes run with b = 0 and the gradient with respect to b is dropped.
 - ``Scaling``: the solver works on standardized features (x − μ)/σ without the data
   ever being rescaled: the pass runs at the equivalent original-scale point and the
   gradient is mapped back by the chain rule. Constant columns (σ = 0) keep a zero
@@ -21,6 +23,12 @@ partitions, then add the regularization on the driver. Here, in order:
   * ``ORIGINAL`` (plain gd, the lecture's update): the solver works on the original
     coefficients; the scaling serves only the stationarity measure.
 
+  Without an intercept there is nothing to absorb the shift by μ: the change of
+  variables scales only (coef = coef_s/σ, as Spark does with ``fitIntercept=false``), and
+  the preconditioner and the ``gtol`` measure scale by the root mean square
+  √(σ² + μ²), the diagonal of the uncentred Hessian, so that a constant non-zero column
+  (the user's own intercept) is a coefficient like any other.
+
   Whatever the coordinates, ``gtol`` is tested on the same measure: the gradient with
   respect to the coefficients of the standardized columns and the intercept(s), so the
   test does not depend on the units of the columns (income in dollars or in thousands).
@@ -29,6 +37,8 @@ partitions, then add the regularization on the driver. Here, in order:
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -40,6 +50,8 @@ from lrdask.sums import MomentSums
 # run_pass(coef, intercept) -> (J, dJ/dcoef, dJ/dintercept[, Hessian]), averaged
 RunPass = Callable[[np.ndarray, object], tuple]
 
+log = logging.getLogger("lrdask")
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -47,6 +59,7 @@ class Layout:
 
     n_features: int
     outputs: int = 1  # 1: binomial; K: multinomial, K columns of coefficients, K intercepts
+    intercept: bool = True  # False: θ holds no intercepts, which are fixed at 0
 
     @property
     def coef_shape(self) -> tuple[int, ...]:
@@ -54,17 +67,20 @@ class Layout:
 
     @property
     def size(self) -> int:
-        return (self.n_features + 1) * self.outputs
+        return (self.n_features + self.intercept) * self.outputs
 
     def split(self, theta: np.ndarray):
-        """θ → (coef, intercept)."""
+        """θ → (coef, intercept); the intercepts are 0 when θ has none."""
         f, k = self.n_features, self.outputs
         if k == 1:
-            return theta[:f], float(theta[f])
-        return theta[: f * k].reshape(f, k), theta[f * k :]
+            return theta[:f], float(theta[f]) if self.intercept else 0.0
+        intercept = theta[f * k :] if self.intercept else np.zeros(k)
+        return theta[: f * k].reshape(f, k), intercept
 
     def join(self, coef, intercept) -> np.ndarray:
-        return np.concatenate([np.ravel(coef), np.ravel(intercept)]).astype(np.float64)
+        """(coef, intercept) → θ; without intercepts, ``intercept`` is left out."""
+        parts = [np.ravel(coef), np.ravel(intercept)] if self.intercept else [np.ravel(coef)]
+        return np.concatenate(parts).astype(np.float64)
 
     def penalized(self) -> np.ndarray:
         """True for the coefficients, False for the intercepts."""
@@ -75,11 +91,23 @@ class Layout:
 
 @dataclass(frozen=True)
 class Scaling:
-    """Standardization as a change of variables: coef = coef_s / σ, b = b_s − μ·coef."""
+    """Standardization as a change of variables: coef = coef_s / σ, b = b_s − μ·coef
+    (``centred``), or coef = coef_s / σ alone (not ``centred``: a model without intercept,
+    which has nothing to absorb the shift)."""
 
     mean: np.ndarray
     scale: np.ndarray  # σ, with 1 where the column is constant
     constant: np.ndarray  # True where σ = 0
+    centred: bool = True
+
+    @property
+    def shift(self) -> np.ndarray:
+        """μ when the change of variables centres the columns, else 0."""
+        return self.mean if self.centred else np.zeros_like(self.mean)
+
+    def uncentred(self) -> Scaling:
+        """The same moments, for a model without intercept: x/σ, no centring."""
+        return dataclasses.replace(self, centred=False)
 
     @classmethod
     def from_moments(cls, moments: MomentSums, ddof: int = 0) -> Scaling:
@@ -95,15 +123,15 @@ class Scaling:
     def to_original(self, coef, intercept):
         constant, scale = self._column(self.constant, coef), self._column(self.scale, coef)
         coef = np.where(constant, 0.0, coef / scale)
-        return coef, intercept - self.mean @ coef
+        return coef, intercept - self.shift @ coef
 
     def to_scaled(self, coef, intercept):
         constant, scale = self._column(self.constant, coef), self._column(self.scale, coef)
-        return np.where(constant, 0.0, coef * scale), intercept + self.mean @ coef
+        return np.where(constant, 0.0, coef * scale), intercept + self.shift @ coef
 
     def gradient_to_scaled(self, grad_coef, grad_intercept):
         """dJ/dcoef_s = (dJ/dcoef − μ ⊗ dJ/db) / σ; 0 for constant columns."""
-        scaled = (grad_coef - np.multiply.outer(self.mean, grad_intercept)) / self._column(
+        scaled = (grad_coef - np.multiply.outer(self.shift, grad_intercept)) / self._column(
             self.scale, grad_coef
         )
         return np.where(self._column(self.constant, grad_coef), 0.0, scaled), grad_intercept
@@ -112,30 +140,41 @@ class Scaling:
         """The inverse of ``gradient_to_scaled``: dJ/dcoef = σ·dJ/dcoef_s + μ ⊗ dJ/db
         (for a constant column, its value times dJ/db: its true gradient)."""
         scale = self._column(self.scale, grad_coef)
-        return grad_coef * scale + np.multiply.outer(self.mean, grad_intercept), grad_intercept
+        return grad_coef * scale + np.multiply.outer(self.shift, grad_intercept), grad_intercept
 
     def with_ridge(self, l2: float) -> Scaling:
         """The preconditioner for an L2 strength λ on the original coefficients: scales
         √(σ² + 4λ), so that the diagonal of the Hessian at the start (p = ½:
         σ²/4 + λ per coefficient) is ¼ in every coordinate — Jacobi's preconditioner; with
-        σ alone, a column of small σ would make the penalty term λ/σ² dominate."""
+        σ alone, a column of small σ would make the penalty term λ/σ² dominate.
+
+        Not ``centred`` (no intercept), the diagonal is (σ² + μ²)/4 + λ: the scale is
+        √(σ² + μ² + 4λ), and only all-zero columns are constant (kept at 0)."""
+        if not self.centred:
+            spread = np.where(self.constant, 0.0, self.scale) ** 2 + self.mean**2
+            constant = ~(spread > 0)
+            scale = np.where(constant, 1.0, np.sqrt(spread + 4.0 * l2))
+            return Scaling(self.mean, scale, constant, centred=False)
         if not l2:
             return self
         scale = np.where(self.constant, 1.0, np.sqrt(self.scale**2 + 4.0 * l2))
         return Scaling(self.mean, scale, self.constant)
 
-    def coefficient_scales(self, outputs: int) -> np.ndarray:
+    def coefficient_scales(self, outputs: int, intercept: bool = True) -> np.ndarray:
         """1/σ per entry of the flat θ (coefficients, then ``outputs`` intercepts, whose
-        entries are 1): |coef| = |coef_s|/σ, so an L1 strength λ₁ on the original
-        coefficients is λ₁/σ on the solver's."""
-        return np.concatenate([np.repeat(1.0 / self.scale, outputs), np.ones(outputs)])
+        entries are 1, if θ has them): |coef| = |coef_s|/σ, so an L1 strength λ₁ on the
+        original coefficients is λ₁/σ on the solver's."""
+        scales = [np.repeat(1.0 / self.scale, outputs)]
+        return np.concatenate([*scales, np.ones(outputs)] if intercept else scales)
 
     def hessian_to_scaled(self, hessian: np.ndarray) -> np.ndarray:
-        """Tᵀ·H·T for the binomial θ = T·θ_s; constant columns get an identity row."""
+        """Tᵀ·H·T for the binomial θ = T·θ_s (H with or without the intercept's last row
+        and column); constant columns get an identity row."""
         f = len(self.mean)
-        jacobian = np.eye(f + 1)
+        jacobian = np.eye(len(hessian))
         jacobian[np.arange(f), np.arange(f)] = 1.0 / self.scale
-        jacobian[f, :f] = -self.mean / self.scale
+        if len(hessian) > f:
+            jacobian[f, :f] = -self.shift / self.scale
         scaled = jacobian.T @ hessian @ jacobian
         idx = np.flatnonzero(self.constant)
         scaled[idx, :] = 0.0
@@ -150,9 +189,10 @@ STANDARDIZED, PRECONDITIONED, ORIGINAL = "standardized", "preconditioned", "orig
 class Objective:
     """θ (the solver's space) → (F, ∇F[, ∇²F]) with F = J + (λ/2)‖coef‖²; one pass per call.
 
-    ``coordinates`` says what ``scaling`` does (see the module docstring); without a
-    scaling everything is ``ORIGINAL`` and ``gtol`` measures the raw gradient. ``passes``
-    counts the distributed passes made so far.
+    ``coordinates`` says what ``scaling`` (the moments of the columns) does (see the module
+    docstring); without a scaling everything is ``ORIGINAL`` and ``gtol`` measures the raw
+    gradient. Without ``layout.intercept`` the scaling is used uncentred. ``names`` (of
+    the coefficients) serve log lines. ``passes`` counts the distributed passes made so far.
     """
 
     def __init__(
@@ -162,9 +202,12 @@ class Objective:
         scaling: Scaling | None = None,
         l2: float = 0.0,
         coordinates: str = STANDARDIZED,
+        names: list[str] | None = None,
     ):
         if coordinates not in (STANDARDIZED, PRECONDITIONED, ORIGINAL):
             raise ValueError(f"unknown coordinates {coordinates!r}")
+        if scaling is not None and not layout.intercept:
+            scaling = scaling.uncentred()
         self.run_pass = run_pass
         self.layout = layout
         self.scaling = scaling
@@ -178,6 +221,8 @@ class Objective:
         self.l2 = l2
         self.penalized = layout.penalized()
         self.passes = 0
+        if self.coordinates == STANDARDIZED and not layout.intercept:
+            _warn_constant_columns(scaling, names)
 
     def to_model(self, theta: np.ndarray):
         """θ → (coef, intercept) on the original feature scale."""
@@ -187,7 +232,14 @@ class Objective:
         return np.array(coef, dtype=np.float64), _intercept(intercept)
 
     def from_model(self, coef, intercept) -> np.ndarray:
-        """(coef, intercept) on the original scale → θ (a warm start)."""
+        """(coef, intercept) on the original scale → θ (a warm start). Without an
+        intercept in θ, a non-zero ``intercept`` is left out, with a warning."""
+        if not self.layout.intercept and np.any(np.asarray(intercept) != 0):
+            log.warning(
+                "the starting model's intercept(s) %s are left out: this model has none "
+                "(fit_intercept=False)",
+                np.round(np.ravel(intercept), 6).tolist(),
+            )
         if self._solver_scaling is not None:
             coef, intercept = self._solver_scaling.to_scaled(coef, intercept)
         return self.layout.join(coef, intercept)
@@ -195,8 +247,13 @@ class Objective:
     def start(self, class_totals) -> np.ndarray:
         """The solver's first θ: 0 in ``ORIGINAL`` and ``STANDARDIZED`` coordinates (the
         lecture's start); preconditioned, zero coefficients and the intercepts at the
-        log-odds of the (weighted) class totals, as Spark starts its L-BFGS."""
-        if self.coordinates != PRECONDITIONED or not min(class_totals, default=0) > 0:
+        log-odds of the (weighted) class totals, as Spark starts its L-BFGS (0 too when
+        the model has no intercept)."""
+        if (
+            self.coordinates != PRECONDITIONED
+            or not self.layout.intercept
+            or not min(class_totals, default=0) > 0
+        ):
             return np.zeros(self.layout.size)
         log_totals = np.log(np.asarray(class_totals, dtype=np.float64))
         if self.layout.outputs == 1:
@@ -209,6 +266,9 @@ class Objective:
         coef, intercept = self.to_model(theta)
         cost, grad_coef, grad_intercept, *hessian = self.run_pass(coef, intercept)
         self.passes += 1
+        if not self.layout.intercept:  # no intercept row and column in ∇²F
+            f = self.layout.n_features
+            hessian = [h[:f, :f] for h in hessian]
         on_original = self.coordinates != STANDARDIZED
         if on_original and self.l2:  # the penalty of the problem on the original scale
             cost = cost + 0.5 * self.l2 * float(np.ravel(coef) @ np.ravel(coef))
@@ -239,17 +299,22 @@ class Objective:
         """λ₁·‖coef‖₁ of the problem, written in the solver's coordinates."""
         scales = None
         if self.coordinates == PRECONDITIONED and strength:
-            scales = self._solver_scaling.coefficient_scales(self.layout.outputs)
+            layout = self.layout
+            scales = self._solver_scaling.coefficient_scales(layout.outputs, layout.intercept)
         return L1Penalty(strength, self.penalized, scales)
 
     def measure(self, l1_strength: float) -> Measure:
         """The stationarity measure ``gtol`` bounds: the proximal-gradient residual in
         the standardized coordinates (the gradient itself without L1). A solver working on
-        other coordinates has its point and gradient mapped there first."""
+        other coordinates has its point and gradient mapped there first. Without an
+        intercept the columns are scaled by their root mean square (``Scaling.with_ridge``)."""
         if self.coordinates == STANDARDIZED or self.scaling is None:
             return self.l1_penalty(l1_strength).measure
-        scaling, layout, solver_scaling = self.scaling, self.layout, self._solver_scaling
-        scales = scaling.coefficient_scales(layout.outputs) if l1_strength else None
+        layout, solver_scaling = self.layout, self._solver_scaling
+        scaling = self.scaling.with_ridge(0.0)  # itself when centred
+        scales = None
+        if l1_strength:
+            scales = scaling.coefficient_scales(layout.outputs, layout.intercept)
         penalty = L1Penalty(l1_strength, self.penalized, scales)
 
         def standardized(theta: np.ndarray, grad: np.ndarray) -> tuple[float, float]:
@@ -263,6 +328,21 @@ class Objective:
             return penalty.measure(point, grad_s)
 
         return standardized
+
+
+def _warn_constant_columns(scaling: Scaling, names: list[str] | None) -> None:
+    """Standardized without an intercept, a constant non-zero column (σ = 0) keeps weight
+    0, as in Spark and glmnet: say so, since it may be the user's own intercept column."""
+    lost = np.flatnonzero(scaling.constant & (scaling.mean != 0))
+    if not lost.size:
+        return
+    named = [names[j] if names else f"#{j}" for j in lost[:10]]
+    log.warning(
+        "constant non-zero column(s) %s keep weight 0: standardizing divides by the "
+        "standard deviation, which is 0 (as Spark and glmnet do without an intercept); "
+        "train without --standardize to fit them",
+        ", ".join(named),
+    )
 
 
 def _ridged(hessian: np.ndarray, mask: np.ndarray, l2: float) -> np.ndarray:

@@ -1,9 +1,12 @@
 """Scoring a Parquet data set on the cluster, partition by partition, into Parquet.
 
-Each task reads one piece's feature (and ``--keep``) columns, computes the probability
-with the model's coefficients and writes its own output file; the driver sees only row
-counts. Files go to a staging directory that is renamed into place at the end, so the
-output location holds either complete predictions or nothing new.
+Each task reads one piece's feature (and ``--keep``) columns, computes the margin
+z = x·w + b and the probability with the model's coefficients and writes its own output
+file; the driver sees only row counts. A binomial model says the positive class where
+``positive_where(z, threshold)``: the one rule of predict, evaluate and the estimator.
+
+Files go to a staging directory that is renamed into place at the end, so the output
+location holds either complete predictions or nothing new.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from fsspec.implementations.local import LocalFileSystem
 from lrdask import kernels, storage
 from lrdask.dataset import DatasetPlan, Piece, plan_dataset
 from lrdask.encoding import Encoding
-from lrdask.errors import DataError, OutputExistsError
+from lrdask.errors import ConfigError, DataError, OutputExistsError
 from lrdask.lease import lease
 from lrdask.loading import BlockReport, check_reports, load_piece, summarize
 from lrdask.outputs import SUCCESS_FILE
@@ -42,18 +45,42 @@ def write_predictions(
     storage_options: dict | None = None,
     overwrite: bool = False,
     timeout: float | None = None,
+    threshold: float | None = None,
+    margin: bool = False,
 ) -> int:
     """Score every row of ``data`` into ``out_dir``; returns the number of rows written.
     The job holds ``out_dir``'s lease (``lrdask.lease``) while it writes. ``timeout``
-    bounds the wait for the scoring tasks (ClusterError after it)."""
+    bounds the wait for the scoring tasks (ClusterError after it). ``threshold``
+    (binomial; default: the model's own) is the probability the positive class must
+    exceed; ``margin`` adds the margin column(s). ConfigError for a threshold with a
+    multinomial model."""
+    threshold = model_threshold(model, threshold)
     with lease(out_dir, "predict", storage_options):
         return _write_predictions(
-            client, model, data, out_dir, keep, storage_options, overwrite, timeout
+            client,
+            model,
+            data,
+            out_dir,
+            keep,
+            storage_options,
+            overwrite,
+            timeout,
+            threshold,
+            margin,
         )
 
 
 def _write_predictions(
-    client, model, data, out_dir, keep, storage_options, overwrite, timeout=None
+    client,
+    model,
+    data,
+    out_dir,
+    keep,
+    storage_options,
+    overwrite,
+    timeout=None,
+    threshold=0.5,
+    margin=False,
 ) -> int:
     keep = list(keep or [])
     plan = (
@@ -66,7 +93,7 @@ def _write_predictions(
     if fs.exists(out_path) and fs.ls(out_path) and not overwrite:
         raise OutputExistsError(f"{out_dir} already exists; pass --overwrite to replace it")
     encoding = model.encoding_.reading(None)
-    check_keep(plan, keep)
+    check_keep(plan, keep, margin)
     shared = share(client, encoding, timeout)  # one copy per worker, not one per task
     shared_model = share(client, (np.asarray(model.coef_), model.intercept_), timeout)
     need = streamed_need(client, plan, timeout)
@@ -84,6 +111,8 @@ def _write_predictions(
             encoding=shared,
             keep=tuple(keep),
             model=shared_model,
+            threshold=threshold,
+            margin=margin,
             pure=False,
         )
         with cluster_errors("scoring", timeout, client, need):
@@ -111,6 +140,8 @@ def score_piece(
     encoding: Encoding,
     keep: tuple[str, ...],
     model: tuple,
+    threshold: float = 0.5,
+    margin: bool = False,
 ) -> BlockReport:
     """The per-partition task: load, score, write one output file. ``model`` is
     (coef, intercept)."""
@@ -118,12 +149,21 @@ def score_piece(
     block = load_piece(piece, fs, encoding, "float64", keep, drop_incomplete=False)
     if block.report.bad_values or block.report.missing_values:
         return block.report
-    proba = block_probabilities(block, coef, intercept)
+    z = margins(block.X, coef, intercept, block.codes)
     kernels.check_finite_scores(
-        proba if block.incomplete is None else proba[~block.incomplete], coef, block.report.source
+        z if block.incomplete is None else z[~block.incomplete], coef, block.report.source
     )
     columns = {name: block.extra.column(name) for name in keep}
-    columns.update(output_columns(proba, encoding.classes, np.ndim(coef) == 2, block.incomplete))
+    columns.update(
+        output_columns(
+            z,
+            encoding.classes,
+            np.ndim(coef) == 2,
+            block.incomplete,
+            threshold=threshold,
+            with_margin=margin,
+        )
+    )
     table = pa.table(columns)
     target = f"{staging}/part-{index:05d}.parquet"
     with storage_errors("write predictions to", target), out_fs.open(target, "wb") as fh:
@@ -131,17 +171,58 @@ def score_piece(
     return block.report
 
 
+def positive_where(margin: np.ndarray, threshold: float) -> np.ndarray:
+    """Where a binomial model says the positive class: its probability σ(z) is above
+    ``threshold`` T ∈ (0, 1) (Spark's ``threshold``), decided on the margin z as
+    z > logit(T), so that T = 0.5 is exactly z > 0 (scikit-learn's
+    ``decision_function > 0``) and no rounding of σ moves a row across. ``margin``: (n,)
+    floats; returns an (n,) bool array (False where the margin is NaN)."""
+    from scipy.special import logit
+
+    return np.asarray(margin) > float(logit(threshold))
+
+
+def model_threshold(model, threshold: float | None) -> float:
+    """The threshold a binomial prediction uses: ``threshold`` if given, else the model's
+    own (``threshold`` in model.json's options), else 0.5. A threshold given for a
+    multinomial model is a ConfigError: it predicts the likeliest class."""
+    if np.ndim(model.coef_) == 2:
+        if threshold is not None:
+            raise ConfigError(
+                f"--threshold is for binomial models only; this model is multinomial over "
+                f"{len(model.classes_)} classes and predicts the likeliest one: leave it out"
+            )
+        return 0.5
+    if threshold is not None:
+        return float(threshold)
+    return float(getattr(model, "threshold", 0.5))
+
+
+def margins(X: np.ndarray, coef: np.ndarray, intercept, codes=None) -> np.ndarray:
+    """The linear predictor (Spark's rawPrediction, scikit-learn's decision_function):
+    (n,) z = X·w + b for a binomial model (coef of shape (F,)), (n, K) for a multinomial
+    one (coef of shape (K, F)); ``codes`` are the rows' category slots."""
+    coef = np.asarray(coef)
+    if coef.ndim == 2:
+        return kernels.linear_predictor(X, coef.T, np.asarray(intercept, np.float64), codes)
+    return kernels.linear_predictor(X, coef, intercept, codes)
+
+
+def margin_probabilities(z: np.ndarray) -> np.ndarray:
+    """(n, K) class probabilities from ``margins``: [1 − σ(z), σ(z)] for (n,) z, the
+    softmax of each row for (n, K)."""
+    if z.ndim == 2:
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    p1 = kernels.sigmoid(z)
+    return np.column_stack([1.0 - p1, p1])
+
+
 def class_probabilities(X: np.ndarray, coef: np.ndarray, intercept, codes=None) -> np.ndarray:
     """(n, K) class probabilities: [1 − p, p] for a binomial model (coef of shape (F,)),
     the softmax for a multinomial one (coef of shape (K, F)); ``codes`` are the rows'
     category slots when the model has categorical columns."""
-    coef = np.asarray(coef)
-    if coef.ndim == 2:
-        from lrdask.softmax_kernels import softmax_proba_rows
-
-        return softmax_proba_rows(X, coef.T, np.asarray(intercept), codes)
-    p1 = kernels.predict_proba_rows(X, coef, intercept, codes)
-    return np.column_stack([1.0 - p1, p1])
+    return margin_probabilities(margins(X, coef, intercept, codes))
 
 
 def block_probabilities(block, coef, intercept) -> np.ndarray:
@@ -152,24 +233,41 @@ def block_probabilities(block, coef, intercept) -> np.ndarray:
     return proba
 
 
-def output_columns(proba: np.ndarray, classes, multinomial: bool, incomplete=None) -> dict:
-    """Binomial: ``probability`` (of the positive class, ``classes[1]``) and ``prediction``
-    (the positive class when that is ≥ 0.5); multinomial: ``probability_<class>`` per class
-    and ``prediction``, the likeliest class. Predictions are the label's own values;
-    incomplete rows (missing="skip") are null."""
+def output_columns(
+    z: np.ndarray,
+    classes,
+    multinomial: bool,
+    incomplete=None,
+    threshold: float = 0.5,
+    with_margin: bool = False,
+) -> dict:
+    """The output columns from the ``margins`` z. Binomial: ``probability`` (of the
+    positive class, ``classes[1]``), ``prediction`` (the positive class where its
+    probability is above ``threshold``: ``positive_where``) and, ``with_margin``,
+    ``margin`` (z); multinomial: ``probability_<class>`` per class, ``prediction`` (the
+    likeliest class) and, ``with_margin``, ``margin_<class>`` per class. Predictions are
+    the label's own values; incomplete rows (missing="skip") are null in every column."""
     values = pa.array(list(classes))
     mask = None if incomplete is None else pa.array(incomplete)
+    proba = margin_probabilities(z)
     if not multinomial:
-        index = (proba[:, 1] >= 0.5).astype(np.int64)
-        return {
+        index = positive_where(z, threshold).astype(np.int64)
+        columns = {
             "probability": pa.array(proba[:, 1], mask=incomplete),
             "prediction": _null_where(values.take(pa.array(index)), mask),
         }
+        if with_margin:
+            columns["margin"] = pa.array(z, mask=incomplete)
+        return columns
     columns = {
         f"probability_{c}": pa.array(proba[:, k], mask=incomplete) for k, c in enumerate(classes)
     }
     index = np.nan_to_num(proba, nan=0.0).argmax(axis=1)
     columns["prediction"] = _null_where(values.take(pa.array(index)), mask)
+    if with_margin:
+        columns.update(
+            {f"margin_{c}": pa.array(z[:, k], mask=incomplete) for k, c in enumerate(classes)}
+        )
     return columns
 
 
@@ -198,8 +296,9 @@ def plan_for_model(model, data: str, label, storage_options):
         raise DataError(f"DATA does not fit the model: {exc}") from None
 
 
-def check_keep(plan: DatasetPlan, keep: list[str]) -> None:
-    """--keep columns exist once in the data and do not clash with the outputs."""
+def check_keep(plan: DatasetPlan, keep: list[str], margin: bool = False) -> None:
+    """--keep columns exist once in the data and do not clash with the outputs (the
+    margin columns too, with ``margin``)."""
     names, path = plan.files[0].schema.names, plan.files[0].path
     for name in keep:
         if keep.count(name) > 1:
@@ -208,7 +307,8 @@ def check_keep(plan: DatasetPlan, keep: list[str]) -> None:
             raise DataError(f"{path}: --keep column '{name}' appears {names.count(name)} times")
         if name not in names:
             raise DataError(f"{path}: --keep column '{name}' not found")
-        if name in ("probability", "prediction") or name.startswith("probability_"):
+        outputs = ("probability", "prediction", *(["margin"] if margin else []))
+        if name in outputs or name.startswith(("probability_", *(["margin_"] if margin else []))):
             raise DataError(f"--keep column '{name}' clashes with an output column")
 
 

@@ -382,7 +382,7 @@ class _Scorer:
         from scipy.special import logsumexp
 
         from lrdask.kernels import linear_predictor
-        from lrdask.predict import block_probabilities
+        from lrdask.predict import block_probabilities, positive_where
 
         multinomial = self.coef.ndim == 2
         if self.what == "proba":
@@ -408,14 +408,6 @@ class _Scorer:
         if block.incomplete is not None:
             out[block.incomplete] = np.nan
         return out
-
-
-def positive_where(margin: np.ndarray, threshold: float) -> np.ndarray:
-    """Binomial decisions: the positive class where its probability σ(z) is above
-    ``threshold`` (Spark's rule), computed on the margin as z > logit(threshold);
-    logit(0.5) is exactly 0, so 0.5 agrees with scikit-learn's decision_function > 0."""
-    cut = 0.0 if threshold == 0.5 else float(np.log(threshold) - np.log1p(-threshold))
-    return np.asarray(margin) > cut
 
 
 def _numeric_model(model) -> None:
