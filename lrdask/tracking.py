@@ -5,7 +5,7 @@ the config key ``mlflow_tracking_uri`` or ``MLFLOW_TRACKING_URI``), in the exper
 ``--mlflow-experiment`` (default: MLflow's ``Default``). ``mlflow`` is imported only then;
 without it, asking for tracking is a ConfigError before anything is read or trained.
 
-What one run holds: the estimator's parameters (``get_params``, as strings); the metric
+What one run holds: the estimator's parameters (``options()``, as model.json holds them, as strings); the metric
 histories ``train_cost`` (model.json's ``loss_history``, step = iteration),
 ``train_grad_norm`` (the gradient norm the solver reports at each iterate) and
 ``validation_cost`` (the held-out cost, step = iteration); every number in metrics.json
