@@ -764,6 +764,17 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         tags.classifier_tags.multi_class = self.family != "binomial" and self.solver != "newton"
         return tags
 
+    def __sklearn_clone__(self) -> LogisticRegression:
+        """scikit-learn's clone, except that a fitted model given as ``init`` is kept as it
+        is: cloning it would drop the coefficients the warm start needs."""
+        from sklearn.base import clone
+
+        params = {
+            name: value if name == "init" else clone(value, safe=False)
+            for name, value in self.get_params(deep=False).items()
+        }
+        return type(self)(**params)
+
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "coef_")
 
@@ -827,7 +838,7 @@ def _digest(model) -> str | None:
     """A short hash of a warm start's coefficients (by name), part of the run's identity."""
     if model is None:
         return None
-    names = list(getattr(model, "coef_names_", model.feature_names_in_))
+    names = list(_coef_names(model))
     coef = np.asarray(model.coef_)
     rows = coef.T if coef.ndim == 2 else coef[:, None]
     pairs = sorted((name, rows[j].tolist()) for j, name in enumerate(names))
@@ -835,11 +846,17 @@ def _digest(model) -> str | None:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _coef_names(model) -> list[str]:
+    """The name of each coefficient (``coef_names_``; older models: the input columns)."""
+    names = getattr(model, "coef_names_", None)
+    return list(names if names is not None else model.feature_names_in_)
+
+
 def _initial_params(model, encoding: Encoding):
     """(coef, intercept) of the init model in this run's coefficient order, or None."""
     if model is None:
         return None
-    names = list(getattr(model, "coef_names_", model.feature_names_in_))
+    names = list(_coef_names(model))
     wanted = encoding.feature_names
     family = getattr(model, "family_", model.family)
     if family != encoding.family or set(names) != set(wanted):

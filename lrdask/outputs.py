@@ -63,7 +63,7 @@ def training_metrics(model, params: dict | None = None) -> dict:
         "grad_norm": model.grad_norm_,
         "n_rows": getattr(model, "n_rows_", None),
         "n_features": model.n_features_in_,
-        "n_coefficients": len(getattr(model, "coef_names_", model.feature_names_in_)),
+        "n_coefficients": len(model.coef_names_),
         "seconds": round(seconds, 3),
         "passes_per_second": _per_second(
             getattr(model, "n_passes_", len(history)),

@@ -11,6 +11,7 @@ input types itself.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,6 +22,8 @@ from lrdask.errors import ConfigError, DataError
 from lrdask.loading import block_from_table, check_reports
 from lrdask.scheduling import PersistedBlocks, StreamedPieces, persist_plan, profile_plan
 from lrdask.sums import merge_all
+
+log = logging.getLogger("lrdask")
 
 
 @dataclass
@@ -165,6 +168,8 @@ def _table_source(table, given, features, exclude, categorical) -> TrainingSourc
     slices = [table.slice(a, BLOCK_ENOUGH_ROWS) for a in starts]
 
     def persist(client, encoding, dtype, timeout, cache):
+        if not cache:
+            log.info("cache=False streams Parquet pieces; in-memory X is held by the workers")
         args = [
             (piece, encoding, f"rows {a}-{a + piece.num_rows - 1}", dtype)
             for a, piece in zip(starts, slices, strict=True)

@@ -5,8 +5,8 @@ the config key ``mlflow_tracking_uri`` or ``MLFLOW_TRACKING_URI``), in the exper
 ``--mlflow-experiment`` (default: MLflow's ``Default``). ``mlflow`` is imported only then;
 without it, asking for tracking is a ConfigError before anything is read or trained.
 
-What one run holds: the estimator's parameters (``options()``, as model.json holds them, as strings); the metric
-histories ``train_cost`` (model.json's ``loss_history``, step = iteration),
+What one run holds: the estimator's parameters (``options()``, as in model.json, as
+strings); the metric histories ``train_cost`` (model.json's ``loss_history``, step = iteration),
 ``train_grad_norm`` (the gradient norm the solver reports at each iterate) and
 ``validation_cost`` (the held-out cost, step = iteration); every number in metrics.json
 as a final metric under its own name (nested ones joined with ``.``, e.g.

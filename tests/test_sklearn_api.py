@@ -35,6 +35,17 @@ def test_clone_get_and_set_params_follow_scikit_learn():
     assert "solver='lbfgs'" in repr(model)
 
 
+def test_clone_keeps_a_fitted_init_model(one_client):
+    X, y = random_problem(400, 3, seed=5)
+    start = LogisticRegression(solver="lbfgs", max_iter=3, gtol=0).fit(X, y)
+    model = LogisticRegression(solver="lbfgs", init=start)
+    copy = clone(model)
+    assert copy.init is start and copy.get_params()["solver"] == "lbfgs"
+    fitted = copy.fit(X, y)
+    assert fitted.loss_history_[0] == pytest.approx(start.loss_history_[-1], rel=1e-12)
+    assert fitted.loss_history_[0] < np.log(2) - 1e-3  # not the cold start
+
+
 @pytest.fixture(scope="module")
 def problem(tmp_path_factory):
     X, y = random_problem(3000, 4, seed=7)
