@@ -262,3 +262,30 @@ def test_sigterm_stops_cleanly_and_keeps_the_checkpoint(tmp_path, problem):
     assert (
         json.loads((tmp_path / "m" / "_checkpoint" / "checkpoint.json").read_text())["n_iter"] >= 10
     )
+
+
+def test_worker_killed_while_fitting_arrays_changes_nothing(tmp_path, caplog):
+    """fit(X, y) on NumPy arrays: each block travels inside its load task, so a block lost
+    with its worker is loaded again from the scheduler's copy of the task."""
+    from distributed import Client
+
+    from lrdask import LogisticRegression
+
+    X, y = random_problem(150_000, 4, seed=32)  # three blocks of at most 65,536 rows
+    killed = []
+    with RealCluster(workers=3, tmp_dir=str(tmp_path)) as cluster:
+
+        def kill_at_5(info):
+            if info.iteration == 5 and not killed:
+                killed.append(cluster.fault_holder())
+
+        with Client(cluster.address) as client:
+            model = LogisticRegression(alpha=0.5, max_iter=30, tol=0, gtol=0).fit(
+                X, y, client=client, callback=kill_at_5
+            )
+    assert killed
+    assert "this pass runs as tasks" in caplog.text  # the fault was noticed, and survived
+    w, b, costs = numpy_gradient_descent(X, y, 0.5, 30)
+    np.testing.assert_allclose(model.coef_, w, rtol=1e-12, atol=1e-12)
+    assert model.intercept_ == pytest.approx(b, rel=1e-12, abs=1e-12)
+    np.testing.assert_allclose(model.loss_history_[:30], costs, rtol=1e-12)
