@@ -271,6 +271,7 @@ def test_worker_killed_while_fitting_arrays_changes_nothing(tmp_path, caplog):
 
     from lrdask import LogisticRegression
 
+    caplog.set_level("INFO", logger="lrdask")
     X, y = random_problem(150_000, 4, seed=32)  # three blocks of at most 65,536 rows
     killed = []
     with RealCluster(workers=3, tmp_dir=str(tmp_path)) as cluster:
