@@ -553,6 +553,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             objective,
             self.validation_every,
             self.early_stopping,
+            self.threshold,
         )
 
     def _check_solver_fits(self, encoding: Encoding) -> None:

@@ -7,6 +7,7 @@ solver state, so they reach checkpoints, ``model.json`` and the plot.
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import numpy as np
@@ -29,8 +30,18 @@ class ValidationMonitor:
     """A solver callback: the held-out log loss every ``every`` iterations; with
     ``patience`` > 0, stop when it has not improved for that many checks in a row."""
 
-    def __init__(self, plan: DatasetPlan, encoding, kernel, objective, every: int, patience):
+    def __init__(
+        self,
+        plan: DatasetPlan,
+        encoding,
+        kernel,
+        objective,
+        every: int,
+        patience,
+        threshold: float = 0.5,
+    ):
         self.plan = plan
+        self.threshold = threshold  # binomial metrics: positive above it
         self.encoding = encoding
         self.family = encoding.family
         self.kernel = kernel
@@ -82,4 +93,5 @@ class ValidationMonitor:
         if self.family == "multinomial":
             sums = self.blocks.partial_sums(coef, intercept, kernel=multiclass_evaluation_sums)
             return multiclass_metrics(sums)
-        return metrics(self.blocks.partial_sums(coef, intercept, kernel=evaluation_sums))
+        kernel = functools.partial(evaluation_sums, threshold=self.threshold)
+        return metrics(self.blocks.partial_sums(coef, intercept, kernel=kernel))

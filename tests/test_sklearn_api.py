@@ -280,3 +280,17 @@ def test_scoring_checks_the_input_and_the_fit(one_client, problem):
     assert np.isnan(skip.predict_proba(nan_rows)[::7]).all()
     with pytest.raises(DataError, match="missing values"):
         skip.predict(nan_rows)
+
+
+@pytest.mark.parametrize("threshold", [0.3, 0.5, 0.8])
+def test_validation_metrics_use_the_models_threshold(one_client, tmp_path, threshold):
+    X, y = random_problem(2000, 3, seed=11)
+    train = write_partitions(tmp_path / "t", X[:1500], y[:1500], [1500])
+    held = write_partitions(tmp_path / "v", X[1500:], y[1500:], [500])
+    model = LogisticRegression(solver="newton", threshold=threshold)
+    model.fit(train, label="y", validation=held)
+    p = model.predict_proba(X[1500:])[:, 1]
+    predicted, truth = p > threshold, y[1500:] == 1
+    got = model.validation_metrics_
+    assert got["accuracy"] == pytest.approx(np.mean(predicted == truth), abs=1e-12)
+    assert got["recall"] == pytest.approx(np.sum(predicted & truth) / truth.sum(), abs=1e-12)
