@@ -561,7 +561,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             return
         if encoding.family == "multinomial":
             raise ConfigError(
-                f"Only binary classification is supported by solver 'newton', and label "
+                "solver 'newton' is for the binomial family only (Only binary classification "
+                f"is supported.), and label "
                 f"'{encoding.label}' has {encoding.n_classes} classes; use solver 'lbfgs'"
             )
         if encoding.n_features > NEWTON_MAX_FEATURES:
