@@ -47,6 +47,11 @@ def is_array_input(X) -> bool:
     return not _is_dask_frame(X) and type(X).__name__ != "DatasetPlan"
 
 
+def is_dask_input(X) -> bool:
+    """A dask array or DataFrame (whose y may be given apart)."""
+    return _is_dask_array(X) or _is_dask_frame(X)
+
+
 def kind(X) -> str:
     """What X is, for messages."""
     if _is_dask_array(X):
@@ -133,7 +138,30 @@ def _labels(y) -> np.ndarray:
     labels = column_or_1d(y, warn=True)
     if labels.dtype.kind in "fc":
         _assert_all_finite(labels, input_name="y")
+    if labels.dtype.kind == "O":
+        missing = sum(v is None or (isinstance(v, float) and v != v) for v in labels)
+        if missing:
+            raise ValueError(
+                f"y has {missing} missing label(s) (None or NaN): drop those rows, or give "
+                "them a label"
+            )
+        types = sorted({_label_kind(v) for v in labels})
+        if len(types) > 1:
+            raise ValueError(
+                f"y mixes {' and '.join(types)} labels: make them one type (all strings, "
+                "e.g. y.astype(str), or all numbers)"
+            )
     return labels
+
+
+def _label_kind(value) -> str:
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (bool, np.bool_)):
+        return "boolean"
+    if isinstance(value, (int, float, np.number)):
+        return "number"
+    return type(value).__name__
 
 
 def _label_array(labels: np.ndarray):
@@ -170,9 +198,11 @@ def _checked(function, *args, **kwargs):
 
 
 def _one_line(exc: Exception) -> str:
-    """scikit-learn's message on one line, without the dump of the array it quotes."""
+    """scikit-learn's message on one line, without the dump of the array it quotes
+    ("array=[...]", or lines that are rows of an array)."""
     text = re.sub(r"array=\[.*?\]\.?", "", str(exc), flags=re.DOTALL)
-    return " ".join(text.split())
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("[")]
+    return " ".join(" ".join(lines).split())
 
 
 def _frame_names(X) -> list[str] | None:

@@ -16,6 +16,7 @@ import numpy as np
 from lrdask import __version__, schemas, storage
 from lrdask.encoding import Encoding, numeric_encoding
 from lrdask.errors import ModelError
+from lrdask.sources import public_classes
 
 FORMAT = "lrdask-model"
 FORMAT_VERSION = 3  # 3: "encoding" (categorical levels, classes as label values, means)
@@ -40,6 +41,8 @@ def to_dict(model) -> dict:
         "label": model.label_,
         "classes": list(encoding.classes),
         "features": encoding.feature_names,
+        # False when fitted on an array: its columns are x0, x1, … by position only
+        "named_features": hasattr(model, "feature_names_in_"),
         "encoding": encoding.to_dict(),
         "coef": coef.tolist(),
         "intercept": np.asarray(model.intercept_).tolist(),
@@ -175,11 +178,12 @@ def from_dict(cls, doc: dict):
     model.intercept_ = float(intercept) if intercept.ndim == 0 else intercept
     model.encoding_ = encoding
     model.family_ = family
-    model.feature_names_in_ = encoding.input_columns
-    model.n_features_in_ = len(model.feature_names_in_)
+    if doc.get("named_features", True):
+        model.feature_names_in_ = np.asarray(encoding.input_columns, dtype=object)
+    model.n_features_in_ = len(encoding.input_columns)
     model.coef_names_ = features
     model.label_ = doc["label"]
-    model.classes_ = np.asarray(classes)
+    model.classes_ = public_classes(encoding)
     model.n_iter_ = int(training["n_iter"])
     model.n_passes_ = int(training.get("n_passes", len(training["loss_history"])))
     model.converged_ = bool(training["converged"])

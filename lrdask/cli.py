@@ -790,7 +790,7 @@ def info(model_dir, as_json) -> None:
     if as_json:
         click.echo(artifact.dumps(_info_doc(model, coef, order)))
         return
-    classes = [c for c in model.classes_.tolist()]
+    classes = list(encoding.classes)
     names = [*encoding.numeric, *(n for c in encoding.categorical for n in c.slot_names)]
     width = max(len("feature"), *(len(n) for n in names)) if names else len("feature")
     click.echo(f"model      {model_dir}")
@@ -857,7 +857,7 @@ def _info_doc(model, coef: np.ndarray, order: np.ndarray) -> dict:
         "categorical": categorical,
         "intercept": np.asarray(model.intercept_).tolist(),
         "family": encoding.family,
-        "classes": model.classes_.tolist(),
+        "classes": list(model.encoding_.classes),
         "solver": model.solver,
         "iterations": model.n_iter_,
         "passes": model.n_passes_,

@@ -9,6 +9,8 @@ internal error (a bug).
 
 from __future__ import annotations
 
+import re
+
 from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 
 EXIT_OK = 0
@@ -81,3 +83,46 @@ class NotConvergedError(LrdaskError):
     """Training stopped at max_iter and the caller asked to treat that as a failure."""
 
     exit_code = EXIT_NOT_CONVERGED
+
+
+# ---- the same advice in the Python API's words ------------------------------------------
+_VALUED = re.compile(
+    r"--(missing|solver|family|dtype|categorical|exclude|positive-class) "
+    r"('[^']*'|[A-Za-z0-9_.,]+)"
+)
+_LISTS = {"categorical", "exclude", "features"}
+_LISTS_EMPTY = "[…]"
+_WORDS = {"names", "is", "or", "and", "every", "to", "for", "with", "as", "on", "in"}
+_SWITCHES = {
+    "line-search": "line_search=True",
+    "standardize": "standardize=True",
+    "no-cache": "cache=False",
+    "cache": "cache=True",
+    "no-intercept": "fit_intercept=False",
+    "fail-on-no-convergence": "(the CLI's --fail-on-no-convergence)",
+}
+_FLAG = re.compile(r"--([a-z][a-z0-9-]*)")
+
+
+def python_words(message: str) -> str:
+    """An error message that gives CLI advice (``--missing mean``, ``--categorical k``),
+    reworded for a caller of the Python API (``missing='mean'``, ``categorical=['k']``):
+    the checks are shared, the advice should fit whoever reads it."""
+
+    def valued(match: re.Match) -> str:
+        name, value = match.group(1).replace("-", "_"), match.group(2)
+        if value in _WORDS:  # "--categorical names column 'c' twice": not a value
+            return f"{name}={_LISTS_EMPTY if name in _LISTS else '…'} {value}"
+        if value.startswith("'"):
+            return f"{name}={value}"
+        if name in _LISTS and value != "auto":
+            return f"{name}={value.split(',')!r}"
+        return f"{name}={value!r}"
+
+    def flag(match: re.Match) -> str:
+        name = match.group(1).replace("-", "_")
+        if name in _LISTS:
+            return f"{name}={_LISTS_EMPTY}"
+        return _SWITCHES.get(match.group(1), f"{name}=…")
+
+    return _FLAG.sub(flag, _VALUED.sub(valued, message))

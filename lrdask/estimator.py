@@ -23,7 +23,15 @@ from lrdask.cluster import connect
 from lrdask.dataset import DatasetPlan, plan_dataset
 from lrdask.diagnostics import column_report, float32_losses, separated
 from lrdask.encoding import MISSING_POLICIES, Encoding, ProfileRequest, learn
-from lrdask.errors import ConfigError, DataError, NotConvergedError, NotFittedError
+from lrdask.errors import (
+    ClusterError,
+    ConfigError,
+    DataError,
+    LrdaskError,
+    NotConvergedError,
+    NotFittedError,
+    python_words,
+)
 from lrdask.kernels import log_loss_sums, moment_sums, newton_sums
 from lrdask.loading import check_reports, class_totals, summarize
 from lrdask.objective import (
@@ -48,7 +56,7 @@ from lrdask.solvers import (
     lbfgs,
     newton,
 )
-from lrdask.sources import scores, training_source
+from lrdask.sources import public_classes, scores, training_source
 from lrdask.sums import MomentSums
 from lrdask.validation import ValidationMonitor
 
@@ -141,7 +149,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         never penalized. scikit-learn's C is 1 / (λ₂·m).
     line_search : gd/agd choose their step by backtracking instead of a fixed α.
     weight_col : column of non-negative row weights; m becomes Σ weights.
-    class_weight : "balanced" weighs class k by m / (K·m_k), as scikit-learn does; a dict
+    class_weight : "balanced" weighs class k by m / (K·m_k) (m_k the class's total weight),
+        as scikit-learn does; a dict
         {label value: weight} weighs the classes it names (others 1), as scikit-learn's.
     standardize : train on (x − μ)/σ (one extra pass for μ, σ); coefficients are reported
         on the original scale. The penalties apply on the standardized scale. Off by
@@ -263,6 +272,45 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         ConfigError for bad parameters, ClusterError when the cluster fails,
         NotConvergedError when the objective diverged.
         """
+        try:
+            return self._fit(
+                X,
+                y,
+                sample_weight,
+                label,
+                features,
+                client,
+                validation,
+                exclude,
+                storage_options,
+                callback,
+                checkpoint_dir,
+                checkpoint_every,
+                pass_timeout,
+                cache,
+            )
+        except LrdaskError as exc:
+            if not isinstance(X, DatasetPlan):  # a Python caller: advice in its words
+                exc.args = (python_words(str(exc)), *exc.args[1:])
+            raise
+
+    def _fit(
+        self,
+        X,
+        y,
+        sample_weight,
+        label,
+        features,
+        client,
+        validation,
+        exclude,
+        storage_options,
+        callback,
+        checkpoint_dir,
+        checkpoint_every,
+        pass_timeout,
+        cache,
+    ) -> LogisticRegression:
         self._check_params()
         started = time.time()
         self.validation_metrics_ = None
@@ -317,7 +365,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
                 timings["load"] = time.time() - started - timings["profile"]
                 log.info("data profiled in %.1fs and loaded in %.1fs", *timings.values())
                 summarize(reports, log, unseen=False)
-                objective = self._objective(blocks, encoding, counts)
+                objective = self._objective(blocks, encoding, class_totals(reports))
                 self.column_report_ = column_report(
                     blocks, encoding, self.solver, objective.scaling
                 )
@@ -410,12 +458,12 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             )
         return encoding
 
-    def _objective(self, blocks, encoding: Encoding, counts: list[int]) -> Objective:
+    def _objective(self, blocks, encoding: Encoding, totals: list[float]) -> Objective:
         """The function the solver minimizes: passes over ``blocks`` plus driver algebra."""
         multinomial = encoding.family == "multinomial"
-        outputs = len(counts) if multinomial else 1
+        outputs = len(totals) if multinomial else 1
         layout = Layout(encoding.n_features, outputs, intercept=bool(self.fit_intercept))
-        kernel = self._kernel(counts, encoding)
+        kernel = self._kernel(totals, encoding)
         # one moments pass: the standardization, the preconditioner and the gtol measure
         moments = blocks.partial_sums(None, None, kernel=moment_sums)
         ddof = 1 if self.standardize and self.standardize_variance == "sample" else 0
@@ -440,11 +488,14 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             return ORIGINAL
         return PRECONDITIONED
 
-    def _kernel(self, counts: list[int], encoding: Encoding):
+    def _kernel(self, totals: list[float], encoding: Encoding):
+        """The per-block kernel, with the class weights: "balanced" weighs class k by
+        Σ totals / (K · totals_k), the (sample-weighted) class totals, as scikit-learn
+        (1.6 and later) computes it with sample weights."""
         family = encoding.family
         weights = None
         if self.class_weight == "balanced":
-            weights = tuple(sum(counts) / (len(counts) * n) for n in counts)
+            weights = tuple(sum(totals) / (len(totals) * t) for t in totals)
         elif isinstance(self.class_weight, dict):
             classes = list(encoding.classes)
             unknown = [k for k in self.class_weight if k not in classes]
@@ -670,7 +721,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
             del self.feature_names_in_
         self.coef_names_ = encoding.feature_names
         self.label_ = label
-        self.classes_ = np.asarray(encoding.classes)
+        self.classes_ = public_classes(encoding)
         self.class_counts_ = list(counts)
         self.training_metrics_ = self._training_metrics(state, objective)
 
@@ -888,17 +939,53 @@ def _with_category_slots(moments: MomentSums, encoding: Encoding) -> MomentSums:
 
 @contextlib.contextmanager
 def _client_or_local(client: Client | None) -> Iterator[Client]:
-    """The given client, else the current default one, else an embedded LocalCluster."""
-    if client is None:
-        try:
-            client = default_client()
-        except ValueError:
-            client = None
+    """The Dask client a fit runs on, in this order: the given one; inside a Dask task
+    (joblib's dask backend runs each of GridSearchCV's fits as one), the worker's own
+    client, which releases the task's thread while it waits (holding it would leave no
+    thread for the fit's own tasks: a hang); the current default client; the scheduler
+    at Dask's ``scheduler-address`` setting (``DASK_SCHEDULER_ADDRESS``: how processes that
+    joblib starts, n_jobs > 1, find the user's cluster); else an embedded LocalCluster."""
+    import dask
+    from distributed import get_worker, worker_client
+
+    if client is not None:
+        if not isinstance(client, Client):
+            raise ConfigError(
+                f"client= takes a distributed.Client or None, not {type(client).__name__}; "
+                "for a scheduler address pass client=Client('tcp://host:8786')"
+            )
+        yield client
+        return
+    try:
+        get_worker()
+    except ValueError:
+        pass
+    else:
+        with worker_client() as inside:
+            yield inside
+        return
+    try:
+        client = default_client()
+    except ValueError:
+        client = None
     if client is not None:
         yield client
         return
-    with connect() as local:
-        yield local
+    with contextlib.ExitStack() as stack:
+        address = dask.config.get("scheduler-address", None)
+        try:
+            started = stack.enter_context(connect(address) if address else connect())
+        except (ConfigError, ClusterError):
+            raise
+        except Exception as exc:  # LocalCluster's own start-up errors
+            raise ClusterError(
+                f"no Dask client, and an embedded LocalCluster could not start "
+                f"({type(exc).__name__}: {exc}). In a process that joblib started "
+                "(GridSearchCV with n_jobs > 1), set DASK_SCHEDULER_ADDRESS to your "
+                "cluster's address, or use n_jobs=1 (each fit already runs on the whole "
+                "cluster) or joblib.parallel_backend('dask')"
+            ) from None
+        yield started
 
 
 def _both(*callbacks):

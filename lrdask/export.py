@@ -79,7 +79,11 @@ def to_sklearn(model):
     if encoding is None or not hasattr(model, "coef_"):
         raise ModelError("this LogisticRegression is not fitted; fit() or load() it first")
     classifier = _classifier(model, encoding)
-    if encoding.categorical or encoding.missing == "mean":
+    named = hasattr(model, "feature_names_in_")
+    if not encoding.categorical and encoding.missing == "mean" and not named:
+        # fitted on an array: columns by position, so no ColumnTransformer by name
+        estimator = Pipeline([("impute", _imputer(encoding)), ("classify", classifier)])
+    elif encoding.categorical or encoding.missing == "mean":
         estimator = Pipeline([("encode", _encoder(encoding)), ("classify", classifier)])
     else:
         names = getattr(model, "feature_names_in_", None)
@@ -164,6 +168,14 @@ def _encoder(encoding: Encoding) -> ColumnTransformer:
             encoding.means, dtype=np.float64
         )
     return transformer
+
+
+def _imputer(encoding: Encoding) -> SimpleImputer:
+    """A fitted SimpleImputer holding the training means of a numeric model."""
+    imputer = SimpleImputer(strategy="mean")
+    imputer.fit(np.zeros((1, len(encoding.numeric))))
+    imputer.statistics_ = np.asarray(encoding.means, dtype=np.float64)
+    return imputer
 
 
 def _step_name(column: str, index: int, taken: set) -> str:

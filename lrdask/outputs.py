@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import io
 
-import numpy as np
-
 from lrdask import __version__, artifact, storage
 
 SUCCESS_FILE = "_SUCCESS"
@@ -52,7 +50,7 @@ def training_metrics(model, params: dict | None = None) -> dict:
         "passes": getattr(model, "n_passes_", len(history)),
         "solver": model.solver,
         "family": getattr(model, "family_", model.family),
-        "classes": [*np.asarray(model.classes_).tolist()],
+        "classes": list(model.encoding_.classes),
         "stop_reason": getattr(model, "stop_reason_", ""),
         "train_log_loss": getattr(model, "training_metrics_", {}).get("train_log_loss"),
         "validation": getattr(model, "validation_metrics_", None),

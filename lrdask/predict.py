@@ -287,7 +287,7 @@ def plan_for_model(model, data: str, label, storage_options):
         return plan_dataset(
             data,
             label,
-            list(model.feature_names_in_),
+            list(model.encoding_.input_columns),
             None,
             storage_options,
             categorical=categorical,

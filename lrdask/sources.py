@@ -60,6 +60,20 @@ def training_source(
     ``sample_weight``) given apart (``lrdask.arrays``). Raises DataError/ConfigError."""
     from lrdask import arrays
 
+    if y is not None and not arrays.is_array_input(data) and not arrays.is_dask_input(data):
+        raise ConfigError(
+            f"X is {arrays.kind(data)}: name its label column with label= (or y='column'); "
+            "labels given as values (y=array) go with array or DataFrame X"
+        )
+    if weight is not None and y is not None:  # weight_col with X and y given apart
+        if not (_is_pandas_frame(data) or _is_dask_frame(data)) or weight not in data.columns:
+            raise ConfigError(
+                f"weight_col={weight!r} names a column of X, and {arrays.kind(data)} X has no "
+                "such column; pass the weights as sample_weight="
+            )
+        if sample_weight is not None:
+            raise ConfigError("pass either weight_col or sample_weight, not both")
+        sample_weight, data, weight = data[weight], data.drop(columns=weight), None
     if y is None and label is not None and _is_pandas_frame(data):  # columns of a DataFrame
         if label not in data.columns:
             raise DataError(f"the DataFrame has no label column {label!r}")
@@ -286,7 +300,12 @@ def scores(model, data, what: str):
     model._check_fitted()
     encoding = model.encoding_.reading(None)
     score = _Scorer(
-        what, np.asarray(model.coef_), model.intercept_, model.classes_, model.threshold
+        what,
+        np.asarray(model.coef_),
+        model.intercept_,
+        model.encoding_.classes,
+        model.threshold,
+        flipped(model.encoding_),
     )
     named = hasattr(model, "feature_names_in_")
     if _is_pandas_frame(data) and named:
@@ -306,7 +325,7 @@ def scores(model, data, what: str):
             raise DataError(_width_message(model, data.shape))
         rows = data.rechunk({1: -1}).astype(np.float64)
         return rows.map_blocks(
-            lambda b: score(_Rows(b)),
+            lambda b: score(_rows_block(b, encoding)),
             chunks=(rows.chunks[0], *score.width),
             drop_axis=[] if score.width else [1],
             dtype=score.dtype,
@@ -351,7 +370,7 @@ def scores(model, data, what: str):
         )
         if rows.shape[1] != model.n_features_in_:
             raise DataError(_width_message(model, rows.shape))
-        return score(_Rows(rows))
+        return score(_rows_block(rows, encoding))
     arrays = [
         da.from_delayed(part, shape=(int(n), *score.width), dtype=score.dtype)
         for part, n in zip(parts, lengths, strict=True)
@@ -359,25 +378,55 @@ def scores(model, data, what: str):
     return da.concatenate(arrays) if arrays else da.zeros((0, *score.width), score.dtype)
 
 
-class _Rows:
-    """Numeric rows from an array, scored like a loaded block (no categorical codes)."""
+def _rows_block(rows: np.ndarray, encoding):
+    """Numeric rows of an array as a block, read by the model's encoding (its columns by
+    position): missing values are imputed or marked exactly as in a table."""
+    import pyarrow as pa
 
-    def __init__(self, X: np.ndarray):
-        self.X = np.asarray(X, dtype=np.float64)
-        self.codes = None
-        incomplete = np.isnan(self.X).any(axis=1)
-        self.incomplete = incomplete if incomplete.any() else None
+    table = pa.table(
+        {name: np.asarray(rows[:, j]) for j, name in enumerate(encoding.input_columns)}
+    )
+    block = block_from_table(table, encoding, "X", drop_incomplete=False)
+    check_reports([block.report], None, training=False)
+    return block
+
+
+def public_classes(encoding) -> np.ndarray:
+    """``classes_`` as scikit-learn's tools expect them: sorted (np.unique's order), so
+    that a binomial ``classes_[1]`` is the class ``decision_function`` scores. The
+    encoding keeps lrdask's own order, [negative, positive] for binomial, which differs
+    when ``positive_class`` is the smaller value (``flipped``)."""
+    classes = np.asarray(list(encoding.classes))
+    return classes[::-1].copy() if flipped(encoding) else classes
+
+
+def flipped(encoding) -> bool:
+    """True for a binomial model whose positive class sorts before its negative one."""
+    classes = list(encoding.classes)
+    if encoding.family != "binomial" or len(classes) != 2:
+        return False
+    try:
+        return bool(classes[1] < classes[0])
+    except TypeError:
+        return False
 
 
 class _Scorer:
-    """One kind of score of a block of rows (see ``scores``); a pure function of the block."""
+    """One kind of score of a block of rows (see ``scores``); a pure function of the block.
 
-    def __init__(self, what: str, coef: np.ndarray, intercept, classes, threshold: float):
+    ``classes`` in the encoding's order; with ``flip`` (``flipped``) the probabilities'
+    columns and the margin's sign follow the sorted ``classes_`` instead, so that
+    scikit-learn's scorers see the class they expect; predicted labels are the same."""
+
+    def __init__(
+        self, what: str, coef: np.ndarray, intercept, classes, threshold: float, flip=False
+    ):
         if what not in SCORES:
             raise ValueError(f"what must be one of {SCORES}")
         self.what, self.coef, self.intercept = what, coef, intercept
-        self.classes = np.asarray(classes)
+        self.classes = np.asarray(list(classes))
         self.threshold = float(threshold)
+        self.flip = flip
         multinomial = coef.ndim == 2
         k = len(self.classes)
         self.width = () if what == "label" or (what == "margin" and not multinomial) else (k,)
@@ -386,14 +435,18 @@ class _Scorer:
     def __call__(self, block) -> np.ndarray:
         from scipy.special import logsumexp
 
-        from lrdask.kernels import linear_predictor
+        from lrdask.kernels import check_finite_scores, linear_predictor
         from lrdask.predict import block_probabilities, positive_where
 
         multinomial = self.coef.ndim == 2
         if self.what == "proba":
-            return block_probabilities(block, self.coef, self.intercept)
+            with np.errstate(over="ignore"):  # a margin of ±inf is a probability of 1 or 0
+                proba = block_probabilities(block, self.coef, self.intercept)
+            return proba[:, ::-1].copy() if self.flip else proba
         w = self.coef.T if multinomial else self.coef
-        z = linear_predictor(block.X, w, self.intercept, block.codes)
+        with np.errstate(over="ignore", invalid="ignore"):
+            z = linear_predictor(block.X, w, self.intercept, block.codes)
+        check_finite_scores(z if block.incomplete is None else z[~block.incomplete], w)
         if self.what == "label":
             if block.incomplete is not None:
                 raise DataError(
@@ -405,11 +458,12 @@ class _Scorer:
                 return self.classes[z.argmax(axis=1)]
             return self.classes[positive_where(z, self.threshold).astype(np.intp)]
         if self.what == "margin":
-            out = z
+            out = -z if self.flip else z
         elif multinomial:
             out = z - logsumexp(z, axis=1, keepdims=True)
         else:
             out = np.column_stack([-np.logaddexp(0.0, z), -np.logaddexp(0.0, -z)])
+            out = out[:, ::-1].copy() if self.flip else out
         if block.incomplete is not None:
             out[block.incomplete] = np.nan
         return out

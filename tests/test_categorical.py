@@ -261,7 +261,7 @@ def test_a_level_in_one_file_only_and_nulls_in_every_partition(one_client, tmp_p
     frame = pd.concat(frames, ignore_index=True)
     data = write_files(tmp_path / "d", frame, n_files=3)
     nulls = int(frame["c"].isna().sum())
-    with pytest.raises(DataError, match=rf"column 'c' has {nulls} null.*--missing mean"):
+    with pytest.raises(DataError, match=rf"column 'c' has {nulls} null.*missing='mean'"):
         LogisticRegression(categorical=["c"]).fit(data, label="y", client=one_client)
     model = LogisticRegression(categorical=["c"], missing="mean", l2=0.01, solver="lbfgs").fit(
         data, label="y", client=one_client
@@ -321,10 +321,16 @@ def test_any_two_label_values(one_client, tmp_path, values, positive, expected):
     model = LogisticRegression(solver="newton", positive_class=positive).fit(
         str(tmp_path / "d"), label="y", client=one_client
     )
-    assert list(model.classes_) == expected
+    assert list(model.encoding_.classes) == expected  # [negative, positive]
+    assert list(model.classes_) == sorted(expected)  # scikit-learn's order
     positive_rows = label == expected[1]
-    proba = model.predict_proba(str(tmp_path / "d")).compute()[:, 1]
+    column = list(model.classes_).index(expected[1])
+    proba = model.predict_proba(str(tmp_path / "d")).compute()[:, column]
     assert proba[positive_rows].mean() > proba[~positive_rows].mean()
+    margin = model.decision_function(str(tmp_path / "d")).compute()
+    assert (margin > 0).tolist() == (
+        model.classes_[1] == model.predict(str(tmp_path / "d")).compute()
+    ).tolist()
 
 
 def test_label_errors_say_what_to_do(one_client, tmp_path):
@@ -332,11 +338,11 @@ def test_label_errors_say_what_to_do(one_client, tmp_path):
     pq.write_table(
         pa.table({"x": [1.0, 2.0, 3.0, 4.0], "y": ["a", "b", "c", "a"]}), tmp_path / "d/a.parquet"
     )
-    with pytest.raises(DataError, match="holds 3 distinct values.*use --family multinomial"):
+    with pytest.raises(DataError, match="holds 3 distinct values.*use family='multinomial'"):
         LogisticRegression(family="binomial").fit(str(tmp_path / "d"), "y", client=one_client)
     os.makedirs(tmp_path / "two")
     pq.write_table(pa.table({"x": [1.0, 2.0], "y": ["a", "b"]}), tmp_path / "two/a.parquet")
-    with pytest.raises(DataError, match="--positive-class 'z' is not a value.*'a', 'b'"):
+    with pytest.raises(DataError, match="positive_class='z' is not a value.*'a', 'b'"):
         LogisticRegression(positive_class="z").fit(str(tmp_path / "two"), "y", client=one_client)
     with pytest.raises(ConfigError, match="'newton' is for the binomial family only"):
         LogisticRegression(solver="newton").fit(str(tmp_path / "d"), "y", client=one_client)

@@ -64,12 +64,13 @@ def test_names_given_twice_or_used_and_excluded_are_errors(one_client, tmp_path)
     city = rng.choice(["a", "b"], size=len(y))
     data = write(tmp_path / "d", a=pa.table({"x": x, "city": city, "y": y}))
     cases = [
-        ({"categorical": ["city", "city"]}, {}, "--categorical names column 'city' twice"),
-        ({}, {"features": ["x", "x"]}, "--features names column 'x' twice"),
+        # the advice in the Python API's words (lrdask.errors.python_words)
+        ({"categorical": ["city", "city"]}, {}, r"categorical=\[…\] names column 'city' twice"),
+        ({}, {"features": ["x", "x"]}, r"features=\[…\] names column 'x' twice"),
         (
             {"categorical": ["city"]},
             {"features": ["x", "city"], "exclude": ["city"]},
-            "'city' is both in --features and in --exclude",
+            r"'city' is both in features=\[…\] and in exclude=\[…\]",
         ),
     ]
     for params, fit_args, message in cases:
@@ -184,7 +185,7 @@ def test_error_advice_can_be_followed(one_client, tmp_path):
     plain = LogisticRegression().fit(
         write(tmp_path / "p", a=pa.table({"x": x, "y": y})), label="y", client=one_client
     )
-    with pytest.raises(DataError, match="label column 'y' has 86 null.*pass --missing skip"):
+    with pytest.raises(DataError, match="label column 'y' has 86 null.*pass missing='skip'"):
         LogisticRegression().fit(unlabelled, label="y", client=one_client)
     from lrdask.evaluation import evaluate_dataset
 
