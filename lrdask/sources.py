@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lrdask.dataset import DatasetPlan, _choose_features, plan_dataset
+from lrdask.dataset import DatasetPlan, _check_option_lists, _choose_features, plan_dataset
 from lrdask.errors import ConfigError, DataError
 from lrdask.loading import block_from_table, check_reports
 from lrdask.scheduling import PersistedBlocks, StreamedPieces, persist_plan, profile_plan
@@ -60,6 +60,8 @@ def training_source(
     ``sample_weight``) given apart (``lrdask.arrays``). Raises DataError/ConfigError."""
     from lrdask import arrays
 
+    if not isinstance(data, DatasetPlan):  # plan_dataset checks them for a path
+        _check_option_lists(features, exclude, categorical)
     if y is not None and not arrays.is_array_input(data) and not arrays.is_dask_input(data):
         raise ConfigError(
             f"X is {arrays.kind(data)}: name its label column with label= (or y='column'); "
