@@ -197,8 +197,8 @@ def test_fitted_attributes_are_lrdasks(fitted):
     _, model, _, _ = fitted
     estimator = to_sklearn(model)
     classifier = estimator[-1] if isinstance(estimator, Pipeline) else estimator
-    classes = list(model.classes_)
-    assert list(classifier.classes_) == sorted(classes)
+    classes = list(model.encoding_.classes)  # lrdask's order: coef_ is classes[1]'s
+    assert list(classifier.classes_) == sorted(classes) == list(model.classes_)
     coef, intercept = np.asarray(model.coef_), np.atleast_1d(model.intercept_)
     if model.family_ == "binomial":
         sign = 1.0 if classes == sorted(classes) else -1.0  # positive_class the smaller
@@ -284,7 +284,7 @@ def test_roc_auc_scorer_sees_the_positive_class(one_client, tmp_path):
     model = LogisticRegression(solver="newton", positive_class="no").fit(
         data, label="y", features=NUMERIC, client=one_client
     )
-    assert list(model.classes_) == ["yes", "no"]
+    assert list(model.encoding_.classes) == ["yes", "no"]
     proba = model.predict_proba(frame[NUMERIC])
     want = roc_auc_score(frame["y"] == "yes", proba[:, list(model.classes_).index("yes")])
     assert get_scorer("roc_auc")(model.to_sklearn(), frame[NUMERIC], frame["y"]) == pytest.approx(
@@ -304,14 +304,16 @@ def test_threshold_is_a_fixed_threshold_classifier(one_client, tmp_path, thresho
     estimator = model.to_sklearn()
     assert isinstance(estimator, FixedThresholdClassifier)
     X = frame[NUMERIC]
-    proba = model.predict_proba(X)
+    column = list(model.classes_).index(positive)
+    p = model.predict_proba(X)[:, column]
     np.testing.assert_allclose(
         estimator.predict_proba(X)[:, list(estimator.classes_).index(positive)],
-        proba[:, 1],
+        p,
         rtol=0,
         atol=1e-12,
     )
-    want = np.asarray(model.classes_)[(proba[:, 1] >= threshold).astype(int)]
+    negative = model.encoding_.classes[0]
+    want = np.where(p >= threshold, positive, negative)
     np.testing.assert_array_equal(estimator.predict(X), want)
 
 
