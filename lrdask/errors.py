@@ -9,9 +9,8 @@ internal error (a bug).
 
 from __future__ import annotations
 
+import functools
 import re
-
-from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -46,9 +45,25 @@ class ConfigError(LrdaskError, ValueError):
     """An option or config value is invalid (a ValueError too, as in scikit-learn)."""
 
 
-class NotFittedError(ConfigError, _SklearnNotFittedError):
-    """A model is used before ``fit`` or ``load`` (scikit-learn's NotFittedError too, a
-    ValueError and an AttributeError, which its tools look for)."""
+@functools.cache
+def _not_fitted_error() -> type:
+    """``NotFittedError``, made on first use: it derives from scikit-learn's, and importing
+    scikit-learn here would cost every worker process about 100 MB."""
+    from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+
+    class NotFittedError(ConfigError, SklearnNotFittedError):
+        """A model is used before ``fit`` or ``load`` (scikit-learn's NotFittedError too, a
+        ValueError and an AttributeError, which its tools look for)."""
+
+    NotFittedError.__module__ = __name__  # pickled by reference, as lrdask.errors's own
+    NotFittedError.__qualname__ = "NotFittedError"
+    return NotFittedError
+
+
+def __getattr__(name: str):
+    if name == "NotFittedError":
+        return _not_fitted_error()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class ModelError(LrdaskError):

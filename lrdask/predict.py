@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import uuid
 
@@ -177,9 +178,9 @@ def positive_where(margin: np.ndarray, threshold: float) -> np.ndarray:
     z > logit(T), so that T = 0.5 is exactly z > 0 (scikit-learn's
     ``decision_function > 0``) and no rounding of σ moves a row across. ``margin``: (n,)
     floats; returns an (n,) bool array (False where the margin is NaN)."""
-    from scipy.special import logit
-
-    return np.asarray(margin) > float(logit(threshold))
+    t = float(threshold)
+    cut = 0.0 if t == 0.5 else math.log(t) - math.log1p(-t)  # logit(t), without scipy
+    return np.asarray(margin) > cut
 
 
 def model_threshold(model, threshold: float | None) -> float:

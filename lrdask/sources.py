@@ -435,8 +435,6 @@ class _Scorer:
         self.dtype = self.classes.dtype if what == "label" else np.dtype(np.float64)
 
     def __call__(self, block) -> np.ndarray:
-        from scipy.special import logsumexp
-
         from lrdask.kernels import check_finite_scores, linear_predictor
         from lrdask.predict import block_probabilities, positive_where
 
@@ -462,7 +460,8 @@ class _Scorer:
         if self.what == "margin":
             out = -z if self.flip else z
         elif multinomial:
-            out = z - logsumexp(z, axis=1, keepdims=True)
+            top = z.max(axis=1, keepdims=True)  # log-sum-exp, stable, NumPy only
+            out = z - (top + np.log(np.exp(z - top).sum(axis=1, keepdims=True)))
         else:
             out = np.column_stack([-np.logaddexp(0.0, z), -np.logaddexp(0.0, -z)])
             out = out[:, ::-1].copy() if self.flip else out

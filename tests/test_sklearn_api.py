@@ -294,3 +294,36 @@ def test_validation_metrics_use_the_models_threshold(one_client, tmp_path, thres
     got = model.validation_metrics_
     assert got["accuracy"] == pytest.approx(np.mean(predicted == truth), abs=1e-12)
     assert got["recall"] == pytest.approx(np.sum(predicted & truth) / truth.sum(), abs=1e-12)
+
+
+def test_worker_side_modules_do_not_import_scikit_learn_or_scipy():
+    """Every worker process imports lrdask's kernels and loaders; scikit-learn (and the
+    scipy it pulls in) would cost each one about 100 MB, so only the driver's estimator,
+    solvers and export import them (the memory tests found this)."""
+    import subprocess
+    import sys
+
+    modules = [
+        "kernels",
+        "softmax_kernels",
+        "loading",
+        "encoding",
+        "dataset",
+        "scheduling",
+        "reduction",
+        "sums",
+        "predict",
+        "evaluation",
+        "sources",
+        "arrays",
+        "validation",
+        "memory",
+        "errors",
+    ]
+    code = (
+        "import sys\n"
+        + "".join(f"import lrdask.{m}\n" for m in modules)
+        + "print(sorted(m for m in ('sklearn', 'scipy', 'lrdask.estimator') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
