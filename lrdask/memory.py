@@ -150,6 +150,24 @@ def explain(need: MemoryNeed | None, workers: list[WorkerMemory]) -> str:
     return f"{text}; use {' or '.join(choices)}"
 
 
+def explain_deaths(need: MemoryNeed, workers: list[WorkerMemory]) -> str:
+    """The numbers and what to do when workers died running a pass although the estimate
+    fits (their memory was read after they restarted, or not at all): dying workers on a
+    pass over the data are most often out of memory."""
+    limits = [w.limit for w in workers if w.limit]
+    against = f", against a worker limit of {mb(min(limits))}" if limits else ""
+    advice = ["workers with a larger --memory-limit"]
+    if need.cached:
+        advice.insert(0, f"--no-cache (about {mb(need.streamed_per_worker)} per worker)")
+        if need.dtype == "float64":
+            advice.insert(1, "--dtype float32 (half the bytes)")
+    choices = ", ".join(advice[:-1]) + " or " + advice[-1] if len(advice) > 1 else advice[0]
+    return (
+        f"{need.describe()}{against}; workers that die while they run a pass over the data "
+        f"have most often run out of memory: use {choices}"
+    )
+
+
 def read_workers(client, timeout: float | None = None) -> list[WorkerMemory]:
     """Every worker's limit, process memory and status, from the scheduler. Raises
     ClusterError when the scheduler does not answer within ``timeout`` seconds."""

@@ -378,8 +378,12 @@ def cluster_errors(
             reason = f"the workers running one of its tasks died {_allowed_failures() + 1} times"
         hint = ""
         if client is not None and need is not None and isinstance(exc, KilledWorker):
+            workers = []
             with contextlib.suppress(Exception):
-                hint = memory.explain(need, memory.read_workers(client, 5))
+                workers = memory.read_workers(client, 5)
+            # a restarted worker uses little memory again, so the estimate alone may not
+            # look short; workers that die running a pass over the data still say memory
+            hint = memory.explain(need, workers) or memory.explain_deaths(need, workers)
         text = (
             f"workers kept dying during {what}: {reason}"
             if isinstance(exc, KilledWorker)

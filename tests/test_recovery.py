@@ -171,3 +171,28 @@ def test_every_worker_killed_while_the_blocks_load(tmp_path, big):
     doc = json.loads((tmp_path / "m" / "model.json").read_text())
     w, b, _ = numpy_gradient_descent(X, y, 0.5, 3)
     np.testing.assert_allclose(doc["coef"], w, rtol=1e-12, atol=1e-12)
+
+
+def test_workers_dying_on_a_pass_give_the_memory_numbers_even_when_the_estimate_fits():
+    """A restarted worker uses little memory again, so reading the workers after they died
+    may not show memory as short; the message still gives the need, the limit and what to
+    do (the CI run where workers were heavier found the message without them)."""
+    from types import SimpleNamespace
+
+    from distributed.scheduler import KilledWorker
+
+    from lrdask.errors import ClusterError
+    from lrdask.memory import MemoryNeed
+    from lrdask.scheduling import cluster_errors
+
+    class Fresh:  # a client whose scheduler reports one freshly restarted worker
+        def sync(self, *args, **kwargs):
+            return {"workers": {"tcp://w": {"memory_limit": 600e6, "metrics": {"memory": 9e7}}}}
+
+        scheduler = type("S", (), {"identity": None})()
+
+    need = MemoryNeed(120_000_000, 200_000_000, 2, True, "float64", 30_000_000, 10_000_000)
+    with pytest.raises(ClusterError) as raised, cluster_errors("a pass", 10, Fresh(), need):
+        raise KilledWorker("task", SimpleNamespace(address="tcp://w"), 3)
+    text = str(raised.value)
+    assert "MB per worker" in text and "limit of 600 MB" in text and "--no-cache" in text
