@@ -253,7 +253,7 @@ def test_newton_refuses_too_many_features(monkeypatch, tmp_path):
         ({"solver": "newton", "family": "multinomial"}, "'newton' is for the binomial family"),
         ({"solver": "sgd"}, "'solver' parameter of LogisticRegression must be one of 'gd'"),
         ({"l1": -1.0}, "'l1' parameter of LogisticRegression must be a float >= 0"),
-        ({"class_weight": "auto"}, "'class_weight' parameter .* None or 'balanced'"),
+        ({"class_weight": "auto"}, "'class_weight' parameter .* None, 'balanced' or a dict"),
     ],
 )
 def test_impossible_combinations_are_refused(tmp_path, params, message):
