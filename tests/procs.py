@@ -22,10 +22,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def leaked_setting(name: str) -> bool:
+    """Settings a test process may have set for itself (mlflow.set_tracking_uri writes
+    MLFLOW_TRACKING_URI into os.environ) that must not reach a job unless a test passes
+    them in ``env``."""
+    return name == "DASK_SCHEDULER_ADDRESS" or name.startswith("MLFLOW_")
+
+
 def lrdask(*args, env=None, timeout=300, check=True, preexec_fn=None):
     """Run the installed ``lrdask`` console command as a subprocess (``preexec_fn`` runs
     in the child before it starts: a umask, a resource limit)."""
-    full_env = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"}
+    full_env = {k: v for k, v in os.environ.items() if not leaked_setting(k)}
     full_env.update(env or {})
     result = subprocess.run(
         [os.path.join(BIN, "lrdask"), *map(str, args)],

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 from conftest import random_problem, write_partitions
-from procs import BIN, RealCluster, lrdask
+from procs import BIN, RealCluster, leaked_setting, lrdask
 from reference import numpy_gradient_descent
 
 pytestmark = pytest.mark.cluster
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.cluster
 
 def start_train(*args):
     """`lrdask train` in the background, logging every iteration, stderr readable."""
-    env = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"}
+    env = {k: v for k, v in os.environ.items() if not leaked_setting(k)}
     return subprocess.Popen(
         [os.path.join(BIN, "lrdask"), "train", *map(str, args), "--log-every", "1"],
         stdout=subprocess.PIPE,
