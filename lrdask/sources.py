@@ -11,7 +11,9 @@ input types itself.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -181,22 +183,35 @@ def _table_source(table, given, features, exclude, categorical) -> TrainingSourc
     columns = list(dict.fromkeys([*chosen, given.label, *([given.weight] if given.weight else [])]))
     table = table.select(columns)
     starts = range(0, max(table.num_rows, 1), BLOCK_ENOUGH_ROWS)
-    slices = [table.slice(a, BLOCK_ENOUGH_ROWS) for a in starts]
+    # Each block as Arrow IPC bytes: a pickled slice would carry its whole parent table
+    # (pyarrow pickles the shared buffers), one copy of all the data per block.
+    pieces = [_ipc_bytes(table.slice(a, BLOCK_ENOUGH_ROWS)) for a in starts]
+    digest = hashlib.sha256()
+    for piece in pieces:
+        digest.update(piece)
 
     def persist(client, encoding, dtype, timeout, cache):
         if not cache:
             log.info("cache=False streams Parquet pieces; in-memory X is held by the workers")
+        log.info(
+            "sending %d rows (%.1f MB) to the workers in %d block(s), each inside its load task",
+            table.num_rows,
+            sum(len(p) for p in pieces) / 1e6,
+            len(pieces),
+        )
         args = [
-            (piece, encoding, f"rows {a}-{a + piece.num_rows - 1}", dtype)
-            for a, piece in zip(starts, slices, strict=True)
+            (piece, encoding, f"rows {a}-{min(a + BLOCK_ENOUGH_ROWS, table.num_rows) - 1}", dtype)
+            for a, piece in zip(starts, pieces, strict=True)
         ]
-        return PersistedBlocks.from_loaders(client, _frame_block_table, args, timeout)
+        with warnings.catch_warnings():  # Dask's advice against data in tasks: meant so
+            warnings.filterwarnings("ignore", message="Sending large graph")
+            return PersistedBlocks.from_loaders(client, _block_from_ipc, args, timeout)
 
     return TrainingSource(
         chosen,
         cats,
         given.description,
-        [_digest(table)],
+        [digest.hexdigest()],
         lambda client, request, timeout: profile_table(table, request),
         persist,
         given.label,
@@ -204,20 +219,21 @@ def _table_source(table, given, features, exclude, categorical) -> TrainingSourc
     )
 
 
-def _digest(table) -> str:
-    """The identity of in-memory data: a hash of its Arrow IPC bytes (names, types, values)."""
-    import hashlib
-
+def _ipc_bytes(table) -> bytes:
+    """``table`` as Arrow IPC stream bytes, holding only its own rows."""
     import pyarrow as pa
 
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
-    return hashlib.sha256(sink.getvalue()).hexdigest()
+    return sink.getvalue().to_pybytes()
 
 
-def _frame_block_table(table, encoding, source, dtype):
-    return block_from_table(table, encoding, source, dtype)
+def _block_from_ipc(data: bytes, encoding, source, dtype):
+    """The load task of an in-memory block: its Arrow IPC bytes read into a Block."""
+    import pyarrow as pa
+
+    return block_from_table(pa.ipc.open_stream(data).read_all(), encoding, source, dtype)
 
 
 def _frame_schema(frame):

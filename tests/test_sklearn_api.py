@@ -327,3 +327,25 @@ def test_worker_side_modules_do_not_import_scikit_learn_or_scipy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_in_memory_blocks_carry_only_their_own_rows(monkeypatch):
+    """Each block of fit(X, y) travels inside its load task; a pickled Arrow slice carries
+    its whole parent table, which made a 1M-row fit hold one copy of X per block (12 GB;
+    found by the benchmark). The tasks together must hold about X once."""
+    import pickle
+
+    from lrdask import sources
+
+    captured = {}
+
+    def capture(cls, client, load, args, timeout=None):
+        captured["args"] = args
+
+    monkeypatch.setattr(sources.PersistedBlocks, "from_loaders", classmethod(capture))
+    X, y = random_problem(200_000, 5, seed=3)  # four blocks
+    source = sources.training_source(X, None, None, None, None, None, y=y)
+    source.persist(None, None, "float64", None, True)
+    assert len(captured["args"]) == 4
+    sent = sum(len(pickle.dumps(arg)) for arg in captured["args"])
+    assert sent < 1.2 * (X.nbytes + y.nbytes), (sent, X.nbytes)
