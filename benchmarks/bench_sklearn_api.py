@@ -43,10 +43,18 @@ import os
 import sys
 import time
 import tracemalloc
+import warnings
 from collections.abc import Callable, Iterator
 
 import numpy as np
-from bench_iteration import ensure_data, log, markdown_table, other_cpu_usage, read_table_arrays
+from bench_iteration import (
+    ensure_data,
+    log,
+    markdown_table,
+    one_thread,
+    other_cpu_usage,
+    read_table_arrays,
+)
 from bench_solvers import _quiet_workers, dask_ml_l2_penalty, environment, quiet
 from distributed import Client, wait
 
@@ -119,13 +127,17 @@ def lrdask_model(solver: str, args: argparse.Namespace, l2: float | None = None)
 
 
 def fit_once(client: Client, data: Data, kind: str, solver: str, args) -> dict:
-    """One timed lrdask fit: wall seconds, the fit's own timings_, iterations, passes."""
+    """One timed lrdask fit: wall seconds, the fit's own timings_, iterations, passes, and
+    the warnings it raised (Dask's "Sending large graph" when data travel inside tasks)."""
     X, y = data.fit_args(kind)
     model = lrdask_model(solver, args)
-    start = time.perf_counter()
-    model.fit(X, y, client=client)
-    wall = time.perf_counter() - start
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        start = time.perf_counter()
+        model.fit(X, y, client=client)
+        wall = time.perf_counter() - start
     return {
+        "warnings": [str(w.message).splitlines()[0] for w in caught],
         "wall": wall,
         "timings": dict(model.timings_),
         "n_iter": int(model.n_iter_),
@@ -223,7 +235,9 @@ def dask_ml_fit(client: Client, data: Data, persist: bool, args, max_iter: int =
         solver_kwargs={"normalize": False},
     )
     info: dict = {}
-    with quiet(), scipy_info(info):  # dask-glm overflows exp() and warns about its calls
+    # quiet(): dask-glm overflows exp() and warns about its own deprecated calls
+    with quiet(), scipy_info(info), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
         start = time.perf_counter()
         if persist:
             X, y = client.persist([X, y])
@@ -234,6 +248,7 @@ def dask_ml_fit(client: Client, data: Data, persist: bool, args, max_iter: int =
         "wall": wall,
         "n_iter": info.get("nit"),
         "passes": info.get("funcalls"),
+        "warnings": [str(w.message).splitlines()[0] for w in caught],
         "stop": info.get("task"),
         "grad_max_mean": None if "grad_max" not in info else info["grad_max"] / data.rows,
         "coef": [*np.asarray(model.coef_, float).tolist(), float(model.intercept_)],
@@ -263,7 +278,9 @@ def bench_size(client: Client, data: Data, args) -> dict:
     out: dict = {"rows": data.rows, "features": len(data.features), "lrdask": fits}
     out["training_source"] = training_source_seconds(data, args.repeats)
     log(f"{data.name}: scikit-learn")
-    out["sklearn"] = [sklearn_fit(data, args) for _ in range(args.repeats)]
+    with one_thread():  # BLAS threads busy-wait on a shared 2-core machine: see README
+        out["sklearn"] = [sklearn_fit(data, args) for _ in range(args.repeats)]
+    out["sklearn_default_threads"] = [sklearn_fit(data, args) for _ in range(args.repeats)]
     missing = "skipped (--skip-dask-ml)" if args.skip_dask_ml else dask_ml_missing()
     if missing:
         out["dask_ml"] = missing
@@ -362,7 +379,8 @@ def bench_grid(client: Client, args) -> dict:
         samples = []
         for _ in range(args.repeats):
             start = time.perf_counter()
-            search.fit(X, y)
+            with one_thread():  # for both: scikit-learn's fits run in this process
+                search.fit(X, y)
             samples.append(time.perf_counter() - start)
         best = search.best_estimator_[-1]
         out[name] = {
@@ -438,7 +456,9 @@ def fit_table(result: dict, solver: str) -> str:
         "iterations / passes",
         "max |Δcoef| vs newton (Parquet)",
     ]
-    return markdown_table(header, rows)
+    warned = [f"{k}: {_warned(fits[k][0])}" for k in INPUTS if fits[k][0].get("warnings")]
+    note = "\n\nWarnings raised by one fit: " + "; ".join(warned) + "." if warned else ""
+    return markdown_table(header, rows) + note
 
 
 def gradient_max(data: Data, coef: list[float], l2: float) -> float:
@@ -493,16 +513,17 @@ def baseline_table(result: dict) -> str:
                 _grad(samples[0]),
             ]
         )
-    sk = result["sklearn"]
-    rows.append(
-        [
-            "scikit-learn lbfgs, NumPy (this process)",
-            fmt_s(median_of(sk, lambda s: s["wall"])),
-            f"{sk[0]['n_iter']} / n/a",
-            _coef_diff(sk[0]["coef"], reference),
-            _grad(sk[0]),
-        ]
-    )
+    for key, threads in (("sklearn", "1 BLAS thread"), ("sklearn_default_threads", "BLAS default")):
+        sk = result[key]
+        rows.append(
+            [
+                f"scikit-learn lbfgs, NumPy (this process, {threads})",
+                fmt_s(median_of(sk, lambda s: s["wall"])),
+                f"{sk[0]['n_iter']} / n/a",
+                _coef_diff(sk[0]["coef"], reference),
+                _grad(sk[0]),
+            ]
+        )
     header = [
         "fit",
         "wall, median",
@@ -514,6 +535,8 @@ def baseline_table(result: dict) -> str:
     if isinstance(dml, dict):
         stops = sorted({s.get("stop") or "?" for runs in dml.values() for s in runs})
         table += f"\n\ndask-ml (scipy's fmin_l_bfgs_b) stopped with: {'; '.join(stops)}."
+        for label, runs in dml.items():
+            table += f" Warnings in one dask-ml fit, arrays {label}: {_warned(runs[0])}."
     return table
 
 
@@ -532,7 +555,7 @@ def memory_table(memory: dict) -> str:
             [
                 f"{kind} ({m['solver']})",
                 f"{m['rss_before'] / 2**20:.0f} MiB",
-                "n/a" if extra is None else f"+{extra / 2**20:.0f} MiB ({extra / xy:.2f}×)",
+                "n/a" if extra is None else f"{extra / 2**20:+.0f} MiB ({extra / xy:.2f}×)",
                 f"{m['tracemalloc_peak'] / 2**20:.0f} MiB ({m['tracemalloc_peak'] / xy:.2f}×)",
             ]
         )
@@ -580,6 +603,14 @@ def grid_table(grid: dict) -> str:
     return markdown_table(header, rows) + "\n\n" + note
 
 
+def _warned(sample: dict) -> str:
+    texts = sample.get("warnings", [])
+    if not texts:
+        return "none"
+    counts = {t: texts.count(t) for t in texts}
+    return "; ".join(f"{n} × {t}" for t, n in counts.items())
+
+
 def args_solver(output: dict) -> str:
     return output["environment"]["options"]["solvers"][0]
 
@@ -615,14 +646,15 @@ def print_report(output: dict) -> None:
     first = output.get("first_fits")
     if first:
         rows = [
-            [kind, fmt_s(r["wall"]), fmt_s(r["timings"].get("profile"))]
+            [kind, fmt_s(r["wall"]), fmt_s(r["timings"].get("profile")), _warned(r)]
             for kind, r in first.items()
         ]
         print(
             f"### First fit from each input in the session ({next(iter(output['sizes']))}, "
             f"{args_solver(output)}, before the measured rounds)\n"
         )
-        print(markdown_table(["input", "wall", "profile"], rows) + "\n")
+        header = ["input", "wall", "profile", "warnings raised by the fit"]
+        print(markdown_table(header, rows) + "\n")
     if output.get("memory"):
         print(f"### Driver memory, {output['memory_size']}\n")
         print(memory_table(output["memory"]) + "\n")
