@@ -28,7 +28,7 @@ Timings mean something only on an otherwise idle machine: the first output line 
 load average and the CPU-seconds other processes used. Markdown tables go to stdout,
 progress to stderr, every raw sample to ``--json PATH``. Run from the repository root::
 
-    python benchmarks/bench_sklearn_api.py --quick                  # smoke test, ~20 s
+    python benchmarks/bench_sklearn_api.py --quick                  # smoke test, ~30 s
     python benchmarks/bench_sklearn_api.py --json /tmp/lrdask-bench/sklearn_api.json
 """
 
@@ -116,10 +116,10 @@ class Data:
         raise ValueError(kind)
 
 
-def lrdask_model(solver: str, args: argparse.Namespace, l2: float | None = None):
+def lrdask_model(solver: str, args: argparse.Namespace) -> LogisticRegression:
     return LogisticRegression(
         solver=solver,
-        l2=args.l2 if l2 is None else l2,
+        l2=args.l2,
         tol=0.0,
         gtol=args.gtol,
         max_iter=MAX_ITER[solver],
@@ -322,10 +322,10 @@ def driver_memory(client: Client, data: Data, kinds: tuple[str, ...], args) -> d
     out = {"x_and_y_bytes": data.X.nbytes + data.y.nbytes}
     for kind in kinds:
         solver = args.solvers[0]
+        X, y = data.fit_args(kind)  # a pandas copy is made here, before "RSS before"
         gc.collect()
         reset = _reset_peak_rss()
         before = _status_kib("VmRSS")
-        X, y = data.fit_args(kind)
         lrdask_model(solver, args).fit(X, y, client=client)
         peak = _status_kib("VmHWM")
         del X, y
