@@ -136,7 +136,7 @@ def fit_once(client: Client, data: Data, kind: str, solver: str, args) -> dict:
         start = time.perf_counter()
         model.fit(X, y, client=client)
         wall = time.perf_counter() - start
-    return {
+    out = {
         "warnings": [str(w.message).splitlines()[0] for w in caught],
         "wall": wall,
         "timings": dict(model.timings_),
@@ -145,6 +145,10 @@ def fit_once(client: Client, data: Data, kind: str, solver: str, args) -> dict:
         "status": model.status_,
         "coef": [*np.ravel(model.coef_).tolist(), float(np.ravel(model.intercept_)[0])],
     }
+    del X, y, model
+    gc.collect()
+    out["driver_rss_after"] = _status_kib("VmRSS") * 1024  # does the session keep growing?
+    return out
 
 
 def median_of(samples: list[dict], key: Callable[[dict], float]) -> float:
@@ -273,7 +277,8 @@ def bench_size(client: Client, data: Data, args) -> dict:
                 fits[solver][kind].append(r)
                 log(
                     f"{data.name} round {round_ + 1}: {solver} {kind}: {r['wall']:.2f} s, "
-                    f"{r['n_iter']} iterations, {r['passes']} passes"
+                    f"{r['n_iter']} iterations, {r['passes']} passes, driver RSS after "
+                    f"{r['driver_rss_after'] / 2**20:.0f} MiB"
                 )
     out: dict = {"rows": data.rows, "features": len(data.features), "lrdask": fits}
     out["training_source"] = training_source_seconds(data, args.repeats)
@@ -608,7 +613,7 @@ def _warned(sample: dict) -> str:
     if not texts:
         return "none"
     counts = {t: texts.count(t) for t in texts}
-    return "; ".join(f"{n} × {t}" for t, n in counts.items())
+    return "; ".join(f"{n} × {t.rstrip('.')}" for t, n in counts.items())
 
 
 def args_solver(output: dict) -> str:
