@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -82,3 +83,20 @@ def test_reduction_benchmark_runs(tmp_path):
     assert all(r["same_bits_every_pass"] for r in raw)
     assert len(raw[1]["returned_per_worker"]) <= 3
     assert all(r["paired_ratio_median"] > 0 for r in raw)
+
+
+@pytest.mark.cluster
+def test_sklearn_api_benchmark_runs(tmp_path):
+    table, raw = run(
+        "bench_sklearn_api.py", tmp_path, "--quick", "--skip-dask-ml", "--solvers", "newton"
+    )
+    assert "| lrdask newton, input |" in table and "GridSearchCV" in table
+    assert "peak RSS above it" in table
+    (size,) = raw["sizes"].values()
+    fits = size["lrdask"]["newton"]
+    assert set(fits) == set(raw["first_fits"])  # every input kind was fitted
+    # the same problem from every input: the same coefficients, and scikit-learn's
+    coefs = np.array([samples[0]["coef"] for samples in fits.values()])
+    np.testing.assert_allclose(coefs, np.broadcast_to(coefs[0], coefs.shape), atol=1e-9)
+    np.testing.assert_allclose(size["sklearn"][0]["coef"], coefs[0], atol=1e-5)
+    assert raw["grid"]["fits"] > 0 and raw["memory"]["NumPy"]["tracemalloc_peak"] > 0
