@@ -122,6 +122,22 @@ def _is_real(value: object) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool)
 
 
+def _python_advice(fit):
+    """``fit`` for Python callers: an error's advice in the API's words
+    (``python_words``); the CLI, which passes a ``DatasetPlan``, keeps its flags."""
+
+    @functools.wraps(fit)
+    def wrapper(self, X, *args, **kwargs):
+        try:
+            return fit(self, X, *args, **kwargs)
+        except LrdaskError as exc:
+            if not isinstance(X, DatasetPlan):
+                exc.args = (python_words(str(exc)), *exc.args[1:])
+            raise
+
+    return wrapper
+
+
 class LogisticRegression(ClassifierMixin, BaseEstimator):
     """Logistic regression trained on a Dask cluster by batch gradient descent (the
     default) or a faster solver over the same distributed passes.
@@ -229,6 +245,7 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         self.threshold = threshold
 
     # ---- training -------------------------------------------------------------------
+    @_python_advice
     def fit(
         self,
         X,
@@ -272,45 +289,6 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         ConfigError for bad parameters, ClusterError when the cluster fails,
         NotConvergedError when the objective diverged.
         """
-        try:
-            return self._fit(
-                X,
-                y,
-                sample_weight,
-                label,
-                features,
-                client,
-                validation,
-                exclude,
-                storage_options,
-                callback,
-                checkpoint_dir,
-                checkpoint_every,
-                pass_timeout,
-                cache,
-            )
-        except LrdaskError as exc:
-            if not isinstance(X, DatasetPlan):  # a Python caller: advice in its words
-                exc.args = (python_words(str(exc)), *exc.args[1:])
-            raise
-
-    def _fit(
-        self,
-        X,
-        y,
-        sample_weight,
-        label,
-        features,
-        client,
-        validation,
-        exclude,
-        storage_options,
-        callback,
-        checkpoint_dir,
-        checkpoint_every,
-        pass_timeout,
-        cache,
-    ) -> LogisticRegression:
         self._check_params()
         started = time.time()
         self.validation_metrics_ = None
