@@ -171,6 +171,22 @@ def cluster_options(func):
         "certificates [default: Dask's distributed.comm.tls.ca-file].",
     )(func)
     func = click.option(
+        "--wait-for-workers-timeout",
+        type=FiniteRange(min=0, min_open=True),
+        default=120.0,
+        show_default=True,
+        help="Seconds --wait-for-workers waits; after it the job goes on with the workers "
+        "it has (a warning says how many).",
+    )(func)
+    func = click.option(
+        "--wait-for-workers",
+        type=click.IntRange(min=1),
+        default=None,
+        metavar="N",
+        help="Wait until N workers are registered before loading the data [default: the "
+        "first worker]. Workers that register later still receive blocks between passes.",
+    )(func)
+    func = click.option(
         "--connect-timeout",
         type=FiniteRange(min=0, min_open=True),
         default=30.0,
@@ -889,7 +905,12 @@ def _model_on_cluster(model_dir, data, with_label, storage_pairs, log_format, cl
     if check is not None:
         check(model, plan)
     with connect(
-        scheduler, cluster["workers"], cluster["connect_timeout"], security=security
+        scheduler,
+        cluster["workers"],
+        cluster["connect_timeout"],
+        security=security,
+        wait_for=cluster["wait_for_workers"],
+        wait_timeout=cluster["wait_for_workers_timeout"],
     ) as client:
         log_cluster(client, scheduler, cluster["pass_timeout"])
         yield model, plan, client, options

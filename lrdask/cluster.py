@@ -28,6 +28,7 @@ from distributed.security import Security
 from lrdask.errors import ClusterError, ConfigError
 
 T = TypeVar("T")
+log = logging.getLogger("lrdask")
 
 TLS_OPTIONS = ("--tls-ca-file", "--tls-cert", "--tls-key")
 TLS_SETTINGS = (  # Dask's own config, for an option not given
@@ -44,21 +45,33 @@ def connect(
     connect_timeout: float = 30.0,
     processes: bool = True,
     security: Security | None = None,
+    wait_for: int | None = None,
+    wait_timeout: float = 120.0,
 ) -> Iterator[Client]:
     """Yield a Client; close whatever this function started, even on error.
 
     ``security`` is what ``client_security`` made for ``scheduler`` (without it, a tls://
-    scheduler is checked against Dask's own TLS config here). Raises ConfigError for a bad
-    address or TLS settings, ClusterError when the scheduler cannot be reached, refuses the
-    TLS handshake or has no workers."""
+    scheduler is checked against Dask's own TLS config here). With ``wait_for`` the client
+    is yielded once that many workers are registered, or after ``wait_timeout`` seconds
+    with a warning (``wait_for_workers``). Raises ConfigError for a bad address or TLS
+    settings, or a ``wait_for`` the embedded cluster cannot reach; ClusterError when the
+    scheduler cannot be reached, refuses the TLS handshake or has no workers."""
     if scheduler:
         client = _attach(scheduler, connect_timeout, security or client_security(scheduler))
         try:
+            if wait_for:
+                wait_for_workers(client, wait_for, wait_timeout)
             yield client
         finally:
             client.close()
         return
     n = workers or default_workers()
+    if wait_for and wait_for > n:
+        raise ConfigError(
+            f"--wait-for-workers {wait_for}: the embedded LocalCluster has {n} worker(s) "
+            f"(--workers); give --workers {wait_for}, or --scheduler for a cluster that "
+            "will have them"
+        )
     # Dask's nanny already starts worker processes with OMP/MKL/OPENBLAS_NUM_THREADS=1.
     cluster = LocalCluster(
         n_workers=n,
@@ -74,6 +87,44 @@ def connect(
             yield client
     finally:
         cluster.close()
+
+
+def wait_for_workers(client: Client, n: int, timeout: float) -> int:
+    """Wait until ``n`` workers are registered with the scheduler, for at most ``timeout``
+    seconds; the number registered. Like Spark's ``minRegisteredResourcesRatio`` with
+    ``maxRegisteredResourcesWaitingTime``, the job goes on after the timeout with the
+    workers it has, and says so: blocks are placed on the workers present at loading, and
+    a worker that registers later receives its share between passes
+    (``lrdask.scheduling``). Raises ClusterError if the scheduler stops answering."""
+    have = _count_workers(client, timeout)
+    if have >= n:
+        return have
+    log.info("waiting up to %gs for %d worker(s): %d registered", timeout, n, have)
+    with contextlib.suppress(TimeoutError):
+        bounded(lambda: client.wait_for_workers(n, timeout=timeout), timeout + 5)
+    have = _count_workers(client, timeout)
+    if have < n:
+        log.warning(
+            "only %d of %d worker(s) registered within --wait-for-workers-timeout %gs: "
+            "going on with %d; workers that register later receive blocks between passes",
+            have,
+            n,
+            timeout,
+            have,
+        )
+    else:
+        log.info("%d worker(s) registered", have)
+    return have
+
+
+def _count_workers(client: Client, timeout: float) -> int:
+    try:
+        found = client.sync(client.scheduler.ncores, callback_timeout=min(timeout, 30) or 30)
+    except (OSError, TimeoutError, CommClosedError) as exc:
+        raise ClusterError(
+            f"the Dask scheduler stopped answering while the job waited for workers ({exc})"
+        ) from None
+    return len(found)
 
 
 def default_workers() -> int:

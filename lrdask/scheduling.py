@@ -5,16 +5,22 @@ Parquet pieces, so if a worker dies the scheduler recomputes its blocks from the
 and the result does not change.
 
 A pass is one fold per worker over the blocks that worker holds, with (w, b) as small
-arguments. The fast path runs those folds with ``Client.run`` (one broadcast through the
-scheduler, ~3 ms, instead of a task graph per iteration, ~20 ms): each worker reads its
-blocks from its own Dask data store, where they stay known to the scheduler. Each worker
-returns the nodes of the fixed reduction tree its blocks determine and the driver
-completes the tree (``lrdask.reduction``), so the bits do not depend on the placement.
-Whenever a block is not where the driver expects it (a worker died, a block moved) or
-there are more than ``DIRECT_MAX`` workers, the pass runs as ordinary tasks instead: one
-per worker, merged in groups of ``FAN_IN`` on the cluster by the same tree, and the
-scheduler recomputes whatever was lost. Every wait is bounded by the pass timeout and
-watches the workers' memory (``lrdask.memory``).
+arguments, run with ``Client.run`` (one broadcast through the scheduler instead of a task
+graph per iteration) whatever the number of workers. Each worker keeps its own list of
+blocks, installed once under a version (``install_blocks``) and installed anew only when
+the blocks move (a fault, a worker that joined); a pass sends only (w, b) and the version,
+so what leaves the driver and the scheduler per pass grows with workers × features and not
+with the number of blocks. Each worker reads its blocks from its own Dask data store,
+where they stay known to the scheduler, and returns the nodes of the fixed reduction tree
+its blocks determine; the driver completes the tree (``lrdask.reduction``), so the bits do
+not depend on the placement.
+
+Whenever a block is not where the driver expects it (a worker died, a block moved) the
+pass runs as ordinary tasks instead: one per worker, merged in groups of ``FAN_IN`` on
+the cluster by the same tree, and the scheduler recomputes whatever was lost. Blocks are
+kept evenly placed (``lrdask.placement``): a worker that joins after loading receives
+blocks between passes. Every wait is bounded by the pass timeout and watches the
+workers' memory (``lrdask.memory``).
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from distributed import Client, Future, wait
 from distributed.comm.core import CommClosedError
 from distributed.scheduler import KilledWorker
 
-from lrdask import environment, memory, reduction
+from lrdask import environment, memory, placement, reduction
 from lrdask.dataset import first_line
 from lrdask.errors import ClusterError, DataChangedError
 from lrdask.kernels import log_loss_sums
@@ -42,8 +48,9 @@ from lrdask.loading import Block, BlockReport, load_pieces, profile_piece
 log = logging.getLogger("lrdask")
 
 FAN_IN = 8
-DIRECT_MAX = 64
-# How often to ask the scheduler again where the blocks live (they move only on faults).
+# False: every pass runs as tasks (the path taken after a fault), to compare the two paths.
+FAST_PATH = True
+# How often to ask the scheduler which workers there are (a new one gets blocks).
 REGROUP_SECONDS = 2.0
 # While waiting for a pass, how often to look at the workers (paused? tasks stuck?).
 POLL_SECONDS = 2.0
@@ -68,7 +75,12 @@ class PersistedBlocks:
         self._load: tuple | None = None  # (load, args): to resubmit a stuck load
         self._groups: list[tuple[str, list[Future]]] = []
         self._assignment: dict[str, list[tuple[int, str]]] = {}  # worker -> (index, key)
-        self._grouped_at = -np.inf
+        self._token = uuid.uuid4().hex  # names this run's block lists on the workers
+        self._version = 0  # of the installed lists; 0: none installed
+        self._stale = True  # ask the scheduler where the blocks are before the next pass
+        self._workers: frozenset[str] = frozenset()  # the workers at the last look
+        self._looked_at = -np.inf
+        self._said_idle: frozenset[str] = frozenset()
 
     @classmethod
     def from_loaders(
@@ -156,14 +168,15 @@ class PersistedBlocks:
         worker stopped, the scheduler gone) or memory stalls it (the message says so)."""
         groups = self._local_groups()
         lost = sum(len(blocks) for addr, blocks in groups if not addr)
-        if len(groups) <= DIRECT_MAX and not lost:
+        if FAST_PATH and not lost:
             sums = self._fold_in_place(w, b, kernel)
             if sums is not None:
                 return sums
             reason = "a block is not on the worker that held it (worker lost?)"
-            self._grouped_at = -np.inf  # something moved: ask the scheduler again next time
+            self._stale = True  # something moved: ask the scheduler again next time
         else:
             reason = f"{lost} block(s) are being reloaded (worker lost?)" if lost else ""
+            self._stale = bool(lost)
         if reason:
             log.info(
                 "%s: this pass runs as tasks, and the scheduler recomputes what is missing",
@@ -172,20 +185,24 @@ class PersistedBlocks:
         return self._fold_by_tasks(groups, w, b, kernel)
 
     def _fold_in_place(self, w, b, kernel):
-        """The fast path; None if any worker is missing a block it was assigned.
+        """The fast path; None if any worker is missing a block it was assigned (or its
+        installed list is not the current version).
 
         Bounded by the pass timeout like the task path: a worker that does not answer
         (stopped, hung) ends the pass with ClusterError instead of holding the job."""
-        assignment = self._assignment
+        if not self._version:
+            self._install()
+        addrs = list(self._assignment)
         try:
             results = self.client.run(
-                fold_assigned,
-                assignment,
+                fold_installed,
+                self._token,
+                self._version,
                 w,
                 b,
                 kernel,
                 len(self.futures),
-                workers=list(assignment),
+                workers=addrs,
                 on_error="return",
                 callback_timeout=self.timeout,
             )
@@ -195,10 +212,30 @@ class PersistedBlocks:
             ) from None
         except (CommClosedError, OSError):
             return None
-        parts = [results.get(addr) for addr in assignment]
+        parts = [results.get(addr) for addr in addrs]
         if not all(isinstance(part, dict) for part in parts):
             return None
         return reduction.total(parts, len(self.futures))
+
+    def _install(self) -> None:
+        """Give each worker its own list of (index, key) under a new version: one message
+        per worker carrying only its blocks, sent concurrently. A worker that misses the
+        message keeps an older version and answers the next pass with None."""
+        self._version += 1
+        version, token = self._version, self._token
+
+        async def send():
+            await asyncio.gather(
+                *(
+                    self.client._run(
+                        install_blocks, token, version, held, workers=[addr], on_error="return"
+                    )
+                    for addr, held in self._assignment.items()
+                )
+            )
+
+        with cluster_errors("a pass over the data", self.timeout, self.client, self.need):
+            self.client.sync(send, callback_timeout=self.timeout)
 
     def _fold_by_tasks(self, groups, w, b, kernel):
         """The robust path: tasks the scheduler can place, retry and recompute."""
@@ -221,6 +258,10 @@ class PersistedBlocks:
         return merge_tree(self.client, level, self.timeout, len(self.futures), self.need)
 
     def release(self) -> None:
+        if self._version:
+            with contextlib.suppress(Exception):  # the lists are small; a gone worker has none
+                self.client.run(forget_blocks, self._token, on_error="ignore", callback_timeout=10)
+            self._version = 0
         for future in [*self.futures, *self.shared]:
             future.release()
         self.futures = []
@@ -229,28 +270,128 @@ class PersistedBlocks:
     def _local_groups(self) -> list[tuple[str, list[Future]]]:
         """Blocks grouped by the worker that holds them, in a fixed block order.
 
+        The scheduler is asked where the blocks are only when something moved (a pass
+        found a block missing) or the set of workers changed (looked at every
+        ``REGROUP_SECONDS``); a worker that joined then receives blocks (``_spread``).
         Blocks being recomputed after a fault have no holder yet ("") and form an
         unrestricted group that the scheduler places.
         """
         now = time.monotonic()
-        if now - self._grouped_at > REGROUP_SECONDS:
-            with cluster_errors("a pass over the data", self.timeout):
-                who_has = self.client.sync(
-                    self.client.scheduler.who_has,
-                    keys=[f.key for f in self.futures],
-                    callback_timeout=self.timeout,
-                )
-            groups: dict[str, list[Future]] = {}
-            for future in self.futures:
-                holders = sorted(who_has.get(future.key, ())) or [""]
-                groups.setdefault(holders[0], []).append(future)
-            self._groups = sorted(groups.items())
-            index = {future.key: i for i, future in enumerate(self.futures)}
-            self._assignment = {
-                addr: [(index[f.key], f.key) for f in blocks] for addr, blocks in self._groups
-            }
-            self._grouped_at = now
+        if self._stale or now - self._looked_at > REGROUP_SECONDS:
+            self._looked_at = now
+            workers = self._present()
+            if workers != self._workers:
+                self._workers = workers
+                self._stale = True
+        if self._stale:
+            self._regroup()
+            lost = any(not addr for addr, _ in self._groups)
+            if not lost and self._spread():
+                self._regroup()
+            self._stale = False
         return self._groups
+
+    def _present(self) -> frozenset[str]:
+        with cluster_errors("a pass over the data", self.timeout):
+            found = self.client.sync(self.client.scheduler.ncores, callback_timeout=self.timeout)
+        return frozenset(found)
+
+    def _regroup(self) -> None:
+        """Ask the scheduler who holds each block; install the lists anew if they changed."""
+        with cluster_errors("a pass over the data", self.timeout):
+            who_has = self.client.sync(
+                self.client.scheduler.who_has,
+                keys=[f.key for f in self.futures],
+                callback_timeout=self.timeout,
+            )
+        groups: dict[str, list[Future]] = {}
+        for future in self.futures:
+            holders = sorted(who_has.get(future.key, ())) or [""]
+            groups.setdefault(holders[0], []).append(future)
+        self._groups = sorted(groups.items())
+        index = {future.key: i for i, future in enumerate(self.futures)}
+        assignment = {
+            addr: [(index[f.key], f.key) for f in blocks] for addr, blocks in self._groups
+        }
+        if assignment != self._assignment or not self._version:
+            self._assignment = assignment
+            if all(assignment):  # no lost blocks: the fast path can run on these lists
+                self._install()
+
+    def _spread(self) -> bool:
+        """Move blocks so that every worker present holds ⌊B/W⌋ or ⌈B/W⌉ of them
+        (``placement.even_moves``); True if any moved.
+
+        A block moves by a task on the new worker that takes it over from its holder
+        (worker to worker; the holder then drops it): the same data under a new key,
+        recomputable from the old one, so results do not change. Workers that can get no
+        block (fewer blocks than workers) are logged once as idle."""
+        workers = sorted(self._workers)
+        if not workers or not self.futures:
+            return False
+        holdings = {addr: [i for i, _ in held] for addr, held in self._assignment.items() if addr}
+        moves = placement.even_moves(holdings, workers)
+        idle = frozenset(workers) - set(holdings) - {to for _, _, to in moves}
+        if idle and idle != self._said_idle:
+            log.info(
+                "%d worker(s) hold no block and stay idle: the data has %d block(s) for "
+                "%d worker(s) (%s)",
+                len(idle),
+                len(self.futures),
+                len(workers),
+                ", ".join(sorted(idle)[:3]) + (", …" if len(idle) > 3 else ""),
+            )
+        self._said_idle = idle
+        if not moves:
+            return False
+        arrivals = sorted({to for _, _, to in moves})
+        log.info(
+            "placing %d block(s) on %d worker(s) that hold fewer than the others "
+            "(joined after loading?): %s",
+            len(moves),
+            len(arrivals),
+            ", ".join(arrivals[:3]) + (", …" if len(arrivals) > 3 else ""),
+        )
+        moved = {
+            i: self.client.submit(
+                _value,
+                self.futures[i],
+                workers=[to],
+                allow_other_workers=False,  # loose, work stealing could undo the move
+                pure=False,
+                key=_load_key(i),  # blocks have one kind of name, whoever made them
+            )
+            for i, _, to in moves
+        }
+
+        def drop_stuck() -> list[Future]:  # a target gone before the move ran
+            pending = [f for f in moved.values() if not f.done()]
+            for key in _no_worker(self.client, pending, self.timeout):
+                next(f for f in pending if f.key == key).cancel()
+            return list(moved.values())
+
+        with cluster_errors("moving blocks", self.timeout, self.client, self.need):
+            bounded_wait(
+                self.client,
+                list(moved.values()),
+                self.timeout,
+                "moving blocks",
+                self.need,
+                on_poll=drop_stuck,
+            )
+        with cluster_errors("moving blocks", self.timeout):
+            self.client.sync(
+                self.client.scheduler.set_restrictions,
+                worker={f.key: None for f in moved.values()},
+                callback_timeout=self.timeout,
+            )
+        for i, future in moved.items():
+            if future.status != "finished":  # lost on the way: keep the old one
+                future.release()
+                continue
+            self.futures[i].release()
+            self.futures[i] = future
+        return True
 
 
 def worker_environments(client: Client, timeout: float | None) -> list[dict]:
@@ -413,12 +554,41 @@ def _keys_in_state(keys, state, dask_scheduler=None):
     return [k for k in keys if k in tasks and tasks[k].state == state]
 
 
+# On each worker process: (worker address, run token) -> (version, [(index, key), …]).
+_INSTALLED: dict[tuple[str, str], tuple[int, list]] = {}
+
+
+def install_blocks(token: str, version: int, held: list, dask_worker=None) -> None:
+    """Runs on a worker (via Client.run): keep this worker's blocks of run ``token``."""
+    _INSTALLED[(dask_worker.address, token)] = (version, list(held))
+
+
+def forget_blocks(token: str, dask_worker=None) -> None:
+    """Runs on a worker: drop the block list of run ``token`` (the run is over)."""
+    _INSTALLED.pop((dask_worker.address, token), None)
+
+
+async def fold_installed(
+    token: str, version: int, w: np.ndarray, b: float, kernel, n_blocks: int, dask_worker=None
+):
+    """Runs on a worker (via Client.run): fold the blocks installed for ``token`` at
+    ``version``, read from its Dask data store, in a thread so the worker's event loop
+    stays responsive. Returns the tree nodes they determine, or None if the list is of
+    another version or one of its blocks is not there."""
+    found = _INSTALLED.get((dask_worker.address, token))
+    if found is None or found[0] != version:
+        return None
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(
+        None, _fold_present, dask_worker.data, found[1], w, b, kernel, n_blocks
+    )
+
+
 async def fold_assigned(
     assignment: dict, w: np.ndarray, b: float, kernel, n_blocks: int, dask_worker=None
 ):
-    """Runs on a worker (via Client.run): fold the blocks assigned to this worker, read
-    from its Dask data store, in a thread so the worker's event loop stays responsive.
-    Returns the tree nodes they determine, or None if one of them is not there."""
+    """``fold_installed`` with the whole worker → blocks map sent along (the benchmarks'
+    way to fold one worker's blocks directly)."""
     held = assignment.get(dask_worker.address, [])
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -272,8 +273,11 @@ def _profile_frame(client, frame, request):
 def _persist_frame(client, frame, encoding, dtype, timeout) -> PersistedBlocks:
     import dask
 
+    token = time.time_ns()
     tasks = [
-        dask.delayed(_frame_block)(part, encoding, f"partition {i}", dtype)
+        dask.delayed(_frame_block)(
+            part, encoding, f"partition {i}", dtype, dask_key_name=f"lrdask-load-{i}-{token}"
+        )
         for i, part in enumerate(frame.to_delayed())
     ]
     return PersistedBlocks(client, client.compute(tasks), timeout)

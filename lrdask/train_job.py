@@ -67,6 +67,8 @@ class TrainConfig:
     tls_key: str | None = None
     workers: int | None = None
     connect_timeout: float = 30.0
+    wait_for_workers: int | None = None
+    wait_for_workers_timeout: float = 120.0
     pass_timeout: float = 600.0
     cache: bool = True
     overwrite: bool = False
@@ -154,7 +156,14 @@ def _train(
     )
     if not cfg.resume:
         checkpoints.clear()
-    with connect(cfg.scheduler, cfg.workers, cfg.connect_timeout, security=security) as client:
+    with connect(
+        cfg.scheduler,
+        cfg.workers,
+        cfg.connect_timeout,
+        security=security,
+        wait_for=cfg.wait_for_workers,
+        wait_timeout=cfg.wait_for_workers_timeout,
+    ) as client:
         log_cluster(client, cfg.scheduler, cfg.pass_timeout)
         progress = TrainingProgress(cfg.max_iter, cfg.log_every)
         callback = progress if tracker is None else _each(progress, tracker.record)

@@ -187,7 +187,7 @@ def test_task_path_and_fast_path_agree(tmp_path, monkeypatch):
     )
     with cluster, Client(cluster) as client:
         fast = fit_gd(client, path, alpha=0.8, iterations=30)
-        monkeypatch.setattr(scheduling, "DIRECT_MAX", 0)  # every pass as tasks
+        monkeypatch.setattr(scheduling, "FAST_PATH", False)  # every pass as tasks
         monkeypatch.setattr(scheduling, "FAN_IN", 2)  # 3 worker folds -> a merge level
         slow = fit_gd(client, path, alpha=0.8, iterations=30)
     assert_matches_reference(slow, X, y, 0.8, 30)
