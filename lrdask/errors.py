@@ -87,6 +87,9 @@ class StorageError(LrdaskError):
         super().__init__(message)
         self.exit_code = exit_code
 
+    def __reduce__(self):  # raised on a worker, it reaches the driver with its exit code
+        return type(self), (str(self), self.exit_code)
+
 
 class ClusterError(LrdaskError):
     """The Dask cluster could not be reached or failed while running."""

@@ -191,7 +191,12 @@ def _read_piece(
             table = parquet.read_row_groups(list(piece.row_groups), columns=stored)
     except (OSError, pa.ArrowException) as exc:
         if isinstance(exc, FileNotFoundError) and piece.version:  # planned, deleted since
-            _check_unchanged(piece, None, "no file at that path")
+            _check_unchanged(
+                piece,
+                None,
+                f"no file at that path on {where()}; if the driver still sees it, DATA is "
+                "not at the same path on every worker: a disk they do not all share",
+            )
         if type(exc).__name__ == "FileExpired":  # s3fs reads with If-Match on the ETag
             _check_unchanged(piece, None, "another object under the same key")
         raise DataError(
@@ -205,6 +210,17 @@ def _read_piece(
             type_ = pa.int64() if isinstance(value, int) else pa.string()
             table = table.append_column(name, pa.array([value] * table.num_rows, type_))
     return table.select(columns)
+
+
+def where() -> str:
+    """Where this code runs, for messages about what one host sees: "worker <address>"
+    inside a Dask worker, else "this machine" (the driver, or a synchronous scheduler)."""
+    from distributed import get_worker
+
+    try:
+        return f"worker {get_worker().address}"
+    except ValueError:
+        return "this machine"
 
 
 def _check_unchanged(piece: Piece, identity: tuple[int, str] | None, what: str = "") -> None:

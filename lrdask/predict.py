@@ -27,9 +27,9 @@ from fsspec.implementations.local import LocalFileSystem
 from lrdask import kernels, storage
 from lrdask.dataset import DatasetPlan, Piece, plan_dataset
 from lrdask.encoding import Encoding
-from lrdask.errors import ConfigError, DataError, OutputExistsError
+from lrdask.errors import EXIT_BAD_INPUT, ConfigError, DataError, OutputExistsError, StorageError
 from lrdask.lease import lease
-from lrdask.loading import BlockReport, check_reports, load_piece, summarize
+from lrdask.loading import BlockReport, check_reports, load_piece, summarize, where
 from lrdask.outputs import SUCCESS_FILE
 from lrdask.scheduling import bounded_wait, cluster_errors, gather, share, streamed_need
 from lrdask.storage import storage_errors
@@ -166,6 +166,13 @@ def score_piece(
         )
     )
     table = pa.table(columns)
+    if isinstance(out_fs, LocalFileSystem) and not out_fs.isdir(staging):
+        raise StorageError(
+            f"cannot write predictions to {staging}: the driver made that directory, but "
+            f"it is not there on {where()}; OUT_DIR must be at the same path on the driver "
+            "and every worker (a disk they all share, or an object store URL)",
+            EXIT_BAD_INPUT,
+        )
     target = f"{staging}/part-{index:05d}.parquet"
     with storage_errors("write predictions to", target), out_fs.open(target, "wb") as fh:
         pq.write_table(table, fh)

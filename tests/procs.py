@@ -29,13 +29,14 @@ def leaked_setting(name: str) -> bool:
     return name == "DASK_SCHEDULER_ADDRESS" or name.startswith("MLFLOW_")
 
 
-def lrdask(*args, env=None, timeout=300, check=True, preexec_fn=None):
+def lrdask(*args, env=None, timeout=300, check=True, preexec_fn=None, prefix=()):
     """Run the installed ``lrdask`` console command as a subprocess (``preexec_fn`` runs
-    in the child before it starts: a umask, a resource limit)."""
+    in the child before it starts: a umask, a resource limit; ``prefix`` is a command that
+    runs it, e.g. ``ip netns exec NAME``)."""
     full_env = {k: v for k, v in os.environ.items() if not leaked_setting(k)}
     full_env.update(env or {})
     result = subprocess.run(
-        [os.path.join(BIN, "lrdask"), *map(str, args)],
+        [*prefix, os.path.join(BIN, "lrdask"), *map(str, args)],
         capture_output=True,
         text=True,
         env=full_env,
@@ -48,6 +49,21 @@ def lrdask(*args, env=None, timeout=300, check=True, preexec_fn=None):
             f"{result.stdout}\n{result.stderr}"
         )
     return result
+
+
+def stop(procs: list[subprocess.Popen], grace: float = 5) -> None:
+    """SIGTERM each process still running, SIGKILL whichever is left after ``grace``
+    seconds, and reap them all."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
 
 
 class RealCluster:
@@ -175,17 +191,7 @@ class RealCluster:
         ]
 
     def __exit__(self, *exc) -> None:
-        procs = [*self.workers, *([self.scheduler] if self.scheduler else [])]
-        for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-        deadline = time.monotonic() + 5
-        for proc in procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(5)
+        stop([*self.workers, *([self.scheduler] if self.scheduler else [])])
 
     def _spawn(self, role: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         path = os.path.join(self.tmp_dir, f"{role}-{len(self.workers)}.log")

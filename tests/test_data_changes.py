@@ -193,3 +193,19 @@ def test_a_job_whose_files_change_mid_run_publishes_nothing(tmp_path, cache):
     assert not (out / "model.json").exists() and not (out / "_SUCCESS").exists()
     saved = [f for f in checkpoints.rglob("*") if f.is_file()]
     assert saved and json.loads(saved[0].read_text())["n_iter"] >= 5
+
+
+def test_a_file_a_worker_cannot_see_names_the_worker_and_the_same_path_rule(one_client, data):
+    """A planned file missing where a worker reads it: deleted since, or DATA is on a disk
+    that worker does not share with the driver (a separate host). The message names the
+    worker and says DATA must be at the same path on every worker."""
+    plan = plan_dataset(data, "y")
+    target = plan.files[1].path
+    os.remove(target)
+    with pytest.raises(DataChangedError) as raised:
+        LogisticRegression(max_iter=5).fit(plan, "y", client=one_client)
+    text = str(raised.value)
+    workers = one_client.scheduler_info(n_workers=-1)["workers"]
+    assert text.startswith(f"{target}: the file changed while the job ran (now no file at ")
+    assert any(f"no file at that path on worker {address};" in text for address in workers)
+    assert "DATA is not at the same path on every worker" in text

@@ -11,6 +11,7 @@ as they fail with ENOSPC on a full disk, and Python ignores the SIGXFSZ signal).
 
 import errno
 import os
+import pickle
 import resource
 import stat
 
@@ -45,6 +46,49 @@ def test_every_os_error_becomes_one_line_with_its_exit_code(code, exit_code, hin
     with pytest.raises(StorageError) as raised, storage_errors("write", "/x"):
         raise exc
     assert raised.value.exit_code == exit_code
+
+
+@pytest.mark.parametrize("exit_code", [EXIT_BAD_INPUT, EXIT_INFRA])
+def test_a_storage_error_keeps_its_exit_code_from_a_worker(exit_code):
+    """A task's exception reaches the driver pickled: the exit code must come with it."""
+    error = pickle.loads(pickle.dumps(StorageError("cannot write /p/part-0: why", exit_code)))
+    assert type(error) is StorageError and error.exit_code == exit_code
+    assert str(error) == "cannot write /p/part-0: why"
+
+
+def test_predictions_where_a_worker_does_not_see_the_driver_s_directory(one_client, tmp_path):
+    """predict's OUT_DIR on a disk a worker (on another host) does not share: the staging
+    directory the driver made is not there where the task runs. Exit 2, one line that says
+    OUT_DIR must be at the same path everywhere, not a bare "No such file or directory"."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    from lrdask.dataset import plan_dataset
+    from lrdask.estimator import LogisticRegression
+    from lrdask.predict import score_piece
+
+    X, y = random_problem(200, 2, seed=52)
+    data = write_partitions(tmp_path / "data", X, y, [200])
+    model = LogisticRegression(max_iter=3).fit(data, "y", client=one_client)
+    plan = plan_dataset(data, None, model.feature_names_in_.tolist())
+    staging = str(tmp_path / "out.staging-1234")  # never made: "another host's" disk
+    with pytest.raises(StorageError) as raised:
+        score_piece(
+            plan.pieces[0],
+            0,
+            fs=plan.fs,
+            out_fs=LocalFileSystem(),
+            staging=staging,
+            encoding=model.encoding_.reading(None),
+            keep=(),
+            model=(model.coef_, model.intercept_),
+        )
+    assert raised.value.exit_code == EXIT_BAD_INPUT
+    assert str(raised.value) == (
+        f"cannot write predictions to {staging}: the driver made that directory, but it is "
+        "not there on this machine; OUT_DIR must be at the same path on the driver and every "
+        "worker (a disk they all share, or an object store URL)"
+    )
+    assert not os.path.exists(staging)
 
 
 def limit_file_size(limit):
