@@ -28,10 +28,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import pickle
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import CancelledError
+from dataclasses import dataclass
 
 import dask
 import numpy as np
@@ -50,6 +52,10 @@ log = logging.getLogger("lrdask")
 FAN_IN = 8
 # False: every pass runs as tasks (the path taken after a fault), to compare the two paths.
 FAST_PATH = True
+# A worker's partial sums larger than this (Newton's Hessian, wide categorical gradients)
+# stay on the worker and are merged worker to worker in groups of FAN_IN (``_merge_kept``):
+# the scheduler never carries them all at once, and the driver receives at most FAN_IN.
+KEEP_OVER_BYTES = 1 << 20
 # How often to ask the scheduler which workers there are (a new one gets blocks).
 REGROUP_SECONDS = 2.0
 # While waiting for a pass, how often to look at the workers (paused? tasks stuck?).
@@ -77,6 +83,7 @@ class PersistedBlocks:
         self._assignment: dict[str, list[tuple[int, str]]] = {}  # worker -> (index, key)
         self._token = uuid.uuid4().hex  # names this run's block lists on the workers
         self._version = 0  # of the installed lists; 0: none installed
+        self._passes = 0  # fast-path passes: names partial sums kept on the workers
         self._stale = True  # ask the scheduler where the blocks are before the next pass
         self._workers: frozenset[str] = frozenset()  # the workers at the last look
         self._looked_at = -np.inf
@@ -193,16 +200,68 @@ class PersistedBlocks:
         if not self._version:
             self._install()
         addrs = list(self._assignment)
-        try:
-            results = self.client.run(
-                fold_installed,
+        self._passes += 1
+        results = self._run(
+            fold_installed,
+            self._token,
+            self._version,
+            self._passes,
+            w,
+            b,
+            kernel,
+            len(self.futures),
+            KEEP_OVER_BYTES,
+            workers=addrs,
+        )
+        if results is None:
+            return None
+        parts = [results.get(addr) for addr in addrs]
+        if not all(isinstance(part, (dict, Kept)) for part in parts):
+            return None
+        kept = [addr for addr, part in zip(addrs, parts, strict=True) if isinstance(part, Kept)]
+        parts = [part for part in parts if isinstance(part, dict)]
+        if kept:
+            merged = self._merge_kept(kept)
+            if merged is None:
+                return None
+            parts += merged
+        return reduction.total(parts, len(self.futures))
+
+    def _merge_kept(self, holders: list[str]) -> list[dict] | None:
+        """Partial sums kept on ``holders`` (``KEEP_OVER_BYTES``), merged among the
+        workers: in groups of ``FAN_IN``, the first of each group takes the others' nodes
+        (worker to worker) and combines them, until at most ``FAN_IN`` workers hold them;
+        those come to the driver. The tree of nodes (``lrdask.reduction``) fixes what is
+        added to what, so the grouping changes no bit. None if a worker failed."""
+        fan_in = max(2, FAN_IN)
+        level = sorted(holders)
+        while len(level) > fan_in:
+            groups = {level[i]: level[i + 1 : i + fan_in] for i in range(0, len(level), fan_in)}
+            done = self._run(
+                merge_kept,
                 self._token,
-                self._version,
-                w,
-                b,
-                kernel,
+                self._passes,
+                groups,
                 len(self.futures),
-                workers=addrs,
+                workers=list(groups),
+            )
+            if done is None or not all(done.get(addr) is True for addr in groups):
+                return None
+            level = list(groups)
+        taken = self._run(take_kept, self._token, self._passes, workers=level)
+        if taken is None or not all(isinstance(taken.get(addr), dict) for addr in level):
+            return None
+        return [taken[addr] for addr in level]
+
+    def _run(self, function, *args, workers: list[str]):
+        """``Client.run`` on ``workers`` bounded by the pass timeout: the answers by
+        address (a worker's exception as its answer), or None if the scheduler's
+        connection failed. Raises ClusterError at the timeout."""
+        try:
+            return self.client.run(
+                function,
+                *args,
+                workers=workers,
                 on_error="return",
                 callback_timeout=self.timeout,
             )
@@ -212,10 +271,6 @@ class PersistedBlocks:
             ) from None
         except (CommClosedError, OSError):
             return None
-        parts = [results.get(addr) for addr in addrs]
-        if not all(isinstance(part, dict) for part in parts):
-            return None
-        return reduction.total(parts, len(self.futures))
 
     def _install(self) -> None:
         """Give each worker its own list of (index, key) under a new version: one message
@@ -566,22 +621,96 @@ def install_blocks(token: str, version: int, held: list, dask_worker=None) -> No
 def forget_blocks(token: str, dask_worker=None) -> None:
     """Runs on a worker: drop the block list of run ``token`` (the run is over)."""
     _INSTALLED.pop((dask_worker.address, token), None)
+    _KEPT.pop((dask_worker.address, token), None)
+
+
+# On each worker process: (worker address, run token) -> (pass, tree nodes) kept there.
+_KEPT: dict[tuple[str, str], tuple[int, dict]] = {}
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A worker's answer when its partial sums stayed on it (``KEEP_OVER_BYTES``)."""
+
+    nbytes: int
 
 
 async def fold_installed(
-    token: str, version: int, w: np.ndarray, b: float, kernel, n_blocks: int, dask_worker=None
+    token: str,
+    version: int,
+    pass_no: int,
+    w: np.ndarray,
+    b: float,
+    kernel,
+    n_blocks: int,
+    keep_over: int,
+    dask_worker=None,
 ):
     """Runs on a worker (via Client.run): fold the blocks installed for ``token`` at
     ``version``, read from its Dask data store, in a thread so the worker's event loop
-    stays responsive. Returns the tree nodes they determine, or None if the list is of
-    another version or one of its blocks is not there."""
+    stays responsive. Returns the tree nodes they determine, or ``Kept`` when those are
+    larger than ``keep_over`` bytes (they stay here for ``merge_kept``), or None if the
+    list is of another version or one of its blocks is not there."""
     found = _INSTALLED.get((dask_worker.address, token))
     if found is None or found[0] != version:
         return None
+    _KEPT.pop((dask_worker.address, token), None)  # a failed pass's
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(
+    nodes = await loop.run_in_executor(
         None, _fold_present, dask_worker.data, found[1], w, b, kernel, n_blocks
     )
+    if nodes is None:
+        return None
+    size = nbytes(nodes)
+    if size <= keep_over:
+        return nodes
+    _KEPT[(dask_worker.address, token)] = (pass_no, nodes)
+    return Kept(size)
+
+
+async def merge_kept(token: str, pass_no: int, groups: dict, n_blocks: int, dask_worker=None):
+    """Runs on a worker: take the nodes kept on the workers ``groups[this worker]``
+    (worker to worker, ``take_kept`` through their ``run`` handler) and combine them with
+    its own; the result stays here. True when done."""
+    own = _take(dask_worker.address, token, pass_no)
+    parts = [own]
+    for child in groups.get(dask_worker.address, []):
+        answer = await dask_worker.rpc(child).run(
+            function=pickle.dumps(take_kept), args=pickle.dumps((token, pass_no))
+        )
+        if answer.get("status") != "OK" or not isinstance(answer.get("result"), dict):
+            raise RuntimeError(f"worker {child} did not hand over its partial sums")
+        parts.append(answer["result"])
+    loop = asyncio.get_running_loop()
+    combined = await loop.run_in_executor(None, reduction.combine, parts, n_blocks)
+    _KEPT[(dask_worker.address, token)] = (pass_no, combined)
+    return True
+
+
+def take_kept(token: str, pass_no: int, dask_worker=None) -> dict:
+    """Runs on a worker: hand over (and drop) the nodes kept for pass ``pass_no``."""
+    return _take(dask_worker.address, token, pass_no)
+
+
+def _take(address: str, token: str, pass_no: int) -> dict:
+    found = _KEPT.pop((address, token), None)
+    if found is None or found[0] != pass_no:
+        raise RuntimeError(f"no partial sums of pass {pass_no} kept here")
+    return found[1]
+
+
+def nbytes(value) -> int:
+    """The bytes of the arrays in ``value`` (tree nodes of partial sums: dicts,
+    dataclasses, arrays), 8 per other number."""
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, dict):
+        return sum(nbytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(nbytes(v) for v in value)
+    if hasattr(value, "__dict__"):
+        return nbytes(vars(value))
+    return 8
 
 
 async def fold_assigned(

@@ -362,3 +362,44 @@ def test_a_pass_sends_the_same_bytes_whatever_the_number_of_blocks(tmp_path, mon
             by_blocks[n] = max(sent)
     assert by_blocks[4] > 0
     assert by_blocks[400] <= by_blocks[4] + 8, by_blocks  # the block count's digits at most
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("solver", ["newton", "gd"])
+def test_large_partial_sums_are_merged_among_the_workers(tmp_path, monkeypatch, solver):
+    """Partial sums over ``KEEP_OVER_BYTES`` (here every one) stay on the workers and are
+    merged worker to worker in groups of FAN_IN (real processes: the merge goes through
+    the workers' own connections); the driver receives at most FAN_IN of them, and the
+    model is the same to the bit as when every worker sends its sums to the driver."""
+    monkeypatch.setattr(dataset, "BLOCK_ENOUGH_ROWS", 1)
+    X, y = random_problem(1_400, 6, seed=48)
+    path = write_partitions(tmp_path / "data", X, y, [100] * 14)
+    received: list[int] = []
+    total = scheduling.reduction.total
+
+    def counting_total(parts, n_blocks):
+        parts = list(parts)
+        received.append(len(parts))
+        return total(parts, n_blocks)
+
+    def fit(client):
+        return LogisticRegression(solver=solver, alpha=ALPHA, max_iter=6, tol=0, gtol=0).fit(
+            path, "y", client=client
+        )
+
+    with (
+        RealCluster(workers=5, tmp_dir=str(tmp_path)) as cluster,
+        Client(cluster.address) as client,
+    ):
+        direct = fit(client)
+        monkeypatch.setattr(scheduling, "KEEP_OVER_BYTES", 0)
+        monkeypatch.setattr(scheduling, "FAN_IN", 2)  # 5 holders: two merge levels
+        monkeypatch.setattr(scheduling.reduction, "total", counting_total)
+        received.clear()
+        merged = fit(client)
+        leftovers = client.run(lambda: len(scheduling._KEPT))
+    assert received and max(received) <= 2, received  # at most a fan-in's worth
+    assert np.array_equal(merged.coef_, direct.coef_)
+    assert merged.intercept_ == direct.intercept_
+    assert merged.loss_history_ == direct.loss_history_
+    assert set(leftovers.values()) == {0}  # nothing kept after the run
