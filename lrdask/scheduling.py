@@ -368,7 +368,8 @@ class PersistedBlocks:
             pending = [f for f in moved.values() if not f.done()]
             for key in _no_worker(self.client, pending, self.timeout):
                 next(f for f in pending if f.key == key).cancel()
-            return list(moved.values())
+            # a cancelled future would make the wait raise CancelledError: wait for the rest
+            return [f for f in moved.values() if not f.cancelled()]
 
         with cluster_errors("moving blocks", self.timeout, self.client, self.need):
             bounded_wait(
@@ -379,18 +380,29 @@ class PersistedBlocks:
                 self.need,
                 on_poll=drop_stuck,
             )
-        with cluster_errors("moving blocks", self.timeout):
-            self.client.sync(
-                self.client.scheduler.set_restrictions,
-                worker={f.key: None for f in moved.values()},
-                callback_timeout=self.timeout,
-            )
+        arrived = {f.key: None for f in moved.values() if f.status == "finished"}
+        if arrived:  # the scheduler forgets a cancelled key: restrictions on it raise KeyError
+            with cluster_errors("moving blocks", self.timeout):
+                self.client.sync(
+                    self.client.scheduler.set_restrictions,
+                    worker=arrived,
+                    callback_timeout=self.timeout,
+                )
+        stayed = 0
         for i, future in moved.items():
             if future.status != "finished":  # lost on the way: keep the old one
                 future.release()
+                stayed += 1
                 continue
             self.futures[i].release()
             self.futures[i] = future
+        if stayed:
+            log.info(
+                "%d of %d block move(s) did not arrive (the new worker left?): those blocks "
+                "stay where they were",
+                stayed,
+                len(moved),
+            )
         return True
 
 

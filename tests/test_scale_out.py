@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import pickle
+import signal
 import subprocess
 
 import numpy as np
@@ -97,6 +98,51 @@ def test_workers_that_join_late_receive_blocks_and_change_no_bit(
     w, _, costs = numpy_gradient_descent(X, y, ALPHA, ITERATIONS)
     np.testing.assert_allclose(model.coef_, w, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(model.loss_history_[:ITERATIONS], costs, rtol=1e-12)
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("victims", [("source",), ("target",), ("source", "target")])
+def test_a_worker_killed_while_blocks_move_changes_no_bit(
+    twelve_blocks, tmp_path, caplog, monkeypatch, victims
+):
+    """SIGKILL the worker a block moves from, the one it moves to, or both, after the
+    moves are chosen and before they run: the job goes on (a move that cannot arrive
+    leaves the block where it was, a lost block is recomputed) with the same bits."""
+    _, _, path = twelve_blocks
+    monkeypatch.setattr(scheduling, "REGROUP_SECONDS", 0.0)
+    chosen = []
+    even_moves_ = scheduling.placement.even_moves
+
+    def kill_during_move(holdings, workers):
+        moves = even_moves_(holdings, workers)
+        if moves and not chosen:
+            chosen.append(moves)
+            pids = client.run(os.getpid)
+            _, source, target = moves[0]
+            for role in victims:
+                os.kill(pids[{"source": source, "target": target}[role]], signal.SIGKILL)
+        return moves
+
+    monkeypatch.setattr(scheduling.placement, "even_moves", kill_during_move)
+    with (
+        RealCluster(workers=1, tmp_dir=str(tmp_path)) as cluster,
+        Client(cluster.address) as client,
+    ):
+
+        def join(info):
+            if info.iteration == 3:
+                for _ in range(3):
+                    cluster.add_worker()
+                client.wait_for_workers(4, timeout=60)
+
+        with caplog.at_level(logging.INFO, logger="lrdask"):
+            model = LogisticRegression(alpha=ALPHA, max_iter=ITERATIONS, tol=0, gtol=0).fit(
+                path, "y", client=client, callback=join
+            )
+    assert chosen, "no block moved: the test tested nothing"
+    if "target" in victims:
+        assert "did not arrive (the new worker left?)" in caplog.text
+    assert np.array_equal(model.coef_, reference_fit(path).coef_)
 
 
 @pytest.mark.cluster
