@@ -408,3 +408,57 @@ def test_a_pass_sends_the_same_bytes_whatever_the_number_of_blocks(tmp_path, mon
             by_blocks[n] = max(sent)
     assert by_blocks[4] > 0
     assert by_blocks[400] <= by_blocks[4] + 8, by_blocks  # the block count's digits at most
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize(
+    "sig, wait_timeout", [(signal.SIGKILL, 60), (signal.SIGSTOP, 3)], ids=["killed", "stopped"]
+)
+def test_a_scheduler_lost_while_the_job_waits_for_workers_is_a_cluster_error(
+    tmp_path, sig, wait_timeout
+):
+    """The scheduler dies (or hangs) while ``--wait-for-workers`` waits: exit 3 with one
+    line saying so, not a storage error or a traceback."""
+    X, y = random_problem(300, 2, seed=48)
+    path = write_partitions(tmp_path / "data", X, y, [300])
+    env = {k: v for k, v in os.environ.items() if not leaked_setting(k)}
+    with RealCluster(workers=1, tmp_dir=str(tmp_path)) as cluster:
+        job = subprocess.Popen(
+            [
+                os.path.join(BIN, "lrdask"),
+                "train",
+                path,
+                "--label",
+                "y",
+                "--out",
+                str(tmp_path / "m"),
+                "--scheduler",
+                cluster.address,
+                "--wait-for-workers",
+                "3",
+                "--wait-for-workers-timeout",
+                str(wait_timeout),
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        try:
+            seen = []
+            while not any("for 3 worker(s): 1 registered" in s for s in seen):
+                line = job.stderr.readline()
+                assert line, "".join(seen)
+                seen.append(line)
+            cluster.scheduler.send_signal(sig)
+            _, err = job.communicate(timeout=180)
+        finally:
+            cluster.scheduler.send_signal(signal.SIGCONT)
+            if job.poll() is None:
+                job.kill()
+                job.wait()
+    assert job.returncode == 3, "".join(seen) + err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(
+        "lrdask: error: the Dask scheduler stopped answering while the job waited for workers"
+    ), err
+    assert "Traceback" not in err
