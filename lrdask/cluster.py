@@ -100,8 +100,13 @@ def wait_for_workers(client: Client, n: int, timeout: float) -> int:
     if have >= n:
         return have
     log.info("waiting up to %gs for %d worker(s): %d registered", timeout, n, have)
-    with contextlib.suppress(TimeoutError):
-        bounded(lambda: client.wait_for_workers(n, timeout=timeout), timeout + 5)
+    try:
+        with contextlib.suppress(TimeoutError):
+            bounded(lambda: client.wait_for_workers(n, timeout=timeout), timeout + 5)
+    except (OSError, CommClosedError) as exc:  # Dask gave up reconnecting to the scheduler
+        raise ClusterError(
+            f"the Dask scheduler stopped answering while the job waited for workers ({exc})"
+        ) from None
     have = _count_workers(client, timeout)
     if have < n:
         log.warning(

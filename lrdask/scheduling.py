@@ -58,6 +58,9 @@ FAST_PATH = True
 KEEP_OVER_BYTES = 1 << 20
 # How often to ask the scheduler which workers there are (a new one gets blocks).
 REGROUP_SECONDS = 2.0
+# Blocks moved to a worker that joined late and not there within this many seconds (the
+# worker hung, or left) stay where they were: moving them only evens out the pass time.
+MOVE_SECONDS = 60.0
 # While waiting for a pass, how often to look at the workers (paused? tasks stuck?).
 POLL_SECONDS = 2.0
 # A worker paused for lack of memory this long while the job waits on it: give up.
@@ -88,6 +91,7 @@ class PersistedBlocks:
         self._workers: frozenset[str] = frozenset()  # the workers at the last look
         self._looked_at = -np.inf
         self._said_idle: frozenset[str] = frozenset()
+        self._said_unable: frozenset[str] = frozenset()
 
     @classmethod
     def from_loaders(
@@ -380,13 +384,29 @@ class PersistedBlocks:
         A block moves by a task on the new worker that takes it over from its holder
         (worker to worker; the holder then drops it): the same data under a new key,
         recomputable from the old one, so results do not change. Workers that can get no
-        block (fewer blocks than workers) are logged once as idle."""
-        workers = sorted(self._workers)
-        if not workers or not self.futures:
+        block (fewer blocks than workers) are logged once as idle. Moving is optional: a
+        worker that is not running (paused for lack of memory, closing) receives none, and a
+        move that has not arrived within ``MOVE_SECONDS`` (its worker hung or gone) is
+        given up, the block staying where it was."""
+        if not self._workers or not self.futures:
             return False
         holdings = {addr: [i for i, _ in held] for addr, held in self._assignment.items() if addr}
-        moves = placement.even_moves(holdings, workers)
-        idle = frozenset(workers) - set(holdings) - {to for _, _, to in moves}
+        status = {w.address: w.status for w in memory.read_workers(self.client, self.timeout)}
+        unable = frozenset(a for a in self._workers if status.get(a, "running") != "running")
+        if unable and unable != self._said_unable:
+            log.info(
+                "%d worker(s) are not running (paused for lack of memory, or closing) and "
+                "receive no block: %s",
+                len(unable),
+                ", ".join(f"{a} ({status.get(a)})" for a in sorted(unable)[:3])
+                + (", …" if len(unable) > 3 else ""),
+            )
+        self._said_unable = unable
+        workers = sorted((self._workers - unable) | (self._workers & set(holdings)))
+        if not workers:
+            return False
+        moves = [m for m in placement.even_moves(holdings, workers) if m[2] not in unable]
+        idle = frozenset(workers) - unable - set(holdings) - {to for _, _, to in moves}
         if idle and idle != self._said_idle:
             log.info(
                 "%d worker(s) hold no block and stay idle: the data has %d block(s) for "
@@ -419,33 +439,49 @@ class PersistedBlocks:
             for i, _, to in moves
         }
 
-        def drop_stuck() -> list[Future]:  # a target gone before the move ran
-            pending = [f for f in moved.values() if not f.done()]
-            for key in _no_worker(self.client, pending, self.timeout):
-                next(f for f in pending if f.key == key).cancel()
-            return list(moved.values())
-
-        with cluster_errors("moving blocks", self.timeout, self.client, self.need):
-            bounded_wait(
-                self.client,
-                list(moved.values()),
-                self.timeout,
-                "moving blocks",
-                self.need,
-                on_poll=drop_stuck,
-            )
-        with cluster_errors("moving blocks", self.timeout):
-            self.client.sync(
-                self.client.scheduler.set_restrictions,
-                worker={f.key: None for f in moved.values()},
-                callback_timeout=self.timeout,
-            )
+        target = {moved[i].key: to for i, _, to in moves}
+        deadline = time.monotonic() + min(self.timeout or MOVE_SECONDS, MOVE_SECONDS)
+        waiting = list(moved.values())
+        while waiting:
+            with cluster_errors("moving blocks", self.timeout, self.client, self.need):
+                try:
+                    wait(waiting, timeout=POLL_SECONDS)
+                    break
+                except TimeoutError:
+                    pass
+                pending = [f for f in waiting if not f.done()]
+                stuck = set(_no_worker(self.client, pending, self.timeout))  # target gone
+                now = memory.read_workers(self.client, self.timeout)
+            late = time.monotonic() >= deadline
+            unable = {w.address for w in now if w.status != "running"}
+            for future in pending:  # a move is optional: give up rather than stall the job
+                if late or future.key in stuck or target[future.key] in unable:
+                    future.cancel()
+            # a cancelled future would make the wait raise CancelledError: wait for the rest
+            waiting = [f for f in waiting if not f.cancelled()]
+        arrived = {f.key: None for f in moved.values() if f.status == "finished"}
+        if arrived:  # the scheduler forgets a cancelled key: restrictions on it raise KeyError
+            with cluster_errors("moving blocks", self.timeout):
+                self.client.sync(
+                    self.client.scheduler.set_restrictions,
+                    worker=arrived,
+                    callback_timeout=self.timeout,
+                )
+        stayed = 0
         for i, future in moved.items():
             if future.status != "finished":  # lost on the way: keep the old one
                 future.release()
+                stayed += 1
                 continue
             self.futures[i].release()
             self.futures[i] = future
+        if stayed:
+            log.info(
+                "%d of %d block move(s) did not arrive (the new worker left, hung or paused?): "
+                "those blocks stay where they were",
+                stayed,
+                len(moved),
+            )
         return True
 
 

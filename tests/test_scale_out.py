@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import pickle
+import signal
 import subprocess
 
 import numpy as np
@@ -97,6 +98,93 @@ def test_workers_that_join_late_receive_blocks_and_change_no_bit(
     w, _, costs = numpy_gradient_descent(X, y, ALPHA, ITERATIONS)
     np.testing.assert_allclose(model.coef_, w, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(model.loss_history_[:ITERATIONS], costs, rtol=1e-12)
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("victims", [("source",), ("target",), ("source", "target")])
+def test_a_worker_killed_while_blocks_move_changes_no_bit(
+    twelve_blocks, tmp_path, caplog, monkeypatch, victims
+):
+    """SIGKILL the worker a block moves from, the one it moves to, or both, after the
+    moves are chosen and before they run: the job goes on (a move that cannot arrive
+    leaves the block where it was, a lost block is recomputed) with the same bits."""
+    _, _, path = twelve_blocks
+    monkeypatch.setattr(scheduling, "REGROUP_SECONDS", 0.0)
+    chosen = []
+    even_moves_ = scheduling.placement.even_moves
+
+    def kill_during_move(holdings, workers):
+        moves = even_moves_(holdings, workers)
+        if moves and not chosen:
+            chosen.append(moves)
+            pids = client.run(os.getpid)
+            _, source, target = moves[0]
+            for role in victims:
+                os.kill(pids[{"source": source, "target": target}[role]], signal.SIGKILL)
+        return moves
+
+    monkeypatch.setattr(scheduling.placement, "even_moves", kill_during_move)
+    with (
+        RealCluster(workers=1, tmp_dir=str(tmp_path)) as cluster,
+        Client(cluster.address) as client,
+    ):
+
+        def join(info):
+            if info.iteration == 3:
+                for _ in range(3):
+                    cluster.add_worker()
+                client.wait_for_workers(4, timeout=60)
+
+        with caplog.at_level(logging.INFO, logger="lrdask"):
+            model = LogisticRegression(alpha=ALPHA, max_iter=ITERATIONS, tol=0, gtol=0).fit(
+                path, "y", client=client, callback=join
+            )
+    assert chosen, "no block moved: the test tested nothing"
+    if "target" in victims:
+        assert "did not arrive (the new worker left, hung or paused?)" in caplog.text
+    assert np.array_equal(model.coef_, reference_fit(path).coef_)
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("how", ["paused", "stopped"])
+def test_a_worker_that_joins_paused_or_hung_gets_no_blocks_and_stalls_nothing(
+    twelve_blocks, tmp_path, caplog, monkeypatch, how
+):
+    """A late joiner that cannot take blocks (paused for lack of memory: its limit is below
+    what a bare worker uses; or hung: SIGSTOP after it registered) must not end the job:
+    moving blocks is optional, so the blocks stay where they were and the bits match."""
+    _, _, path = twelve_blocks
+    monkeypatch.setattr(scheduling, "REGROUP_SECONDS", 0.0)
+    monkeypatch.setattr(scheduling, "MOVE_SECONDS", 5.0)
+    with (
+        RealCluster(workers=2, tmp_dir=str(tmp_path)) as cluster,
+        Client(cluster.address) as client,
+    ):
+        late = []
+
+        def join(info):
+            if info.iteration == 3:
+                if how == "paused":
+                    cluster.memory_limit = "100MiB"
+                late.append(cluster.add_worker())
+                client.wait_for_workers(3, timeout=60)
+                if how == "stopped":
+                    late[0].send_signal(signal.SIGSTOP)
+
+        try:
+            with caplog.at_level(logging.INFO, logger="lrdask"):
+                model = LogisticRegression(alpha=ALPHA, max_iter=ITERATIONS, tol=0, gtol=0).fit(
+                    path, "y", client=client, callback=join, pass_timeout=30
+                )
+        finally:
+            for proc in late:
+                proc.send_signal(signal.SIGCONT)
+    assert late
+    assert (
+        "did not arrive (the new worker left, hung or paused?)" in caplog.text
+        or "are not running (paused for lack of memory, or closing)" in caplog.text
+    ), caplog.text
+    assert np.array_equal(model.coef_, reference_fit(path).coef_)
 
 
 @pytest.mark.cluster
@@ -403,3 +491,58 @@ def test_large_partial_sums_are_merged_among_the_workers(tmp_path, monkeypatch, 
     assert merged.intercept_ == direct.intercept_
     assert merged.loss_history_ == direct.loss_history_
     assert set(leftovers.values()) == {0}  # nothing kept after the run
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize(
+    "sig, wait_timeout", [(signal.SIGKILL, 60), (signal.SIGSTOP, 3)], ids=["killed", "stopped"]
+)
+def test_a_scheduler_lost_while_the_job_waits_for_workers_is_a_cluster_error(
+    tmp_path, sig, wait_timeout
+):
+    """The scheduler dies (or hangs) while ``--wait-for-workers`` waits: exit 3 with one
+    line saying so, not a storage error or a traceback."""
+    X, y = random_problem(300, 2, seed=48)
+    path = write_partitions(tmp_path / "data", X, y, [300])
+    env = {k: v for k, v in os.environ.items() if not leaked_setting(k)}
+    with RealCluster(workers=1, tmp_dir=str(tmp_path)) as cluster:
+        job = subprocess.Popen(
+            [
+                os.path.join(BIN, "lrdask"),
+                "train",
+                path,
+                "--label",
+                "y",
+                "--out",
+                str(tmp_path / "m"),
+                "--scheduler",
+                cluster.address,
+                "--wait-for-workers",
+                "3",
+                "--wait-for-workers-timeout",
+                str(wait_timeout),
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        try:
+            seen = []
+            while not any("for 3 worker(s): 1 registered" in s for s in seen):
+                line = job.stderr.readline()
+                assert line, "".join(seen)
+                seen.append(line)
+            cluster.scheduler.send_signal(sig)
+            _, err = job.communicate(timeout=180)
+        finally:
+            cluster.scheduler.send_signal(signal.SIGCONT)
+            if job.poll() is None:
+                job.kill()
+                job.wait()
+    assert job.returncode == 3, "".join(seen) + err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(
+        "lrdask: error: the Dask scheduler stopped answering while the job waited for workers"
+    ), err
+    # Dask's own client logger may still print its cancelled reconnect (as it does for a
+    # scheduler lost mid-pass): the job's message is the last line, and the exit code
