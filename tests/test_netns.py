@@ -12,6 +12,7 @@ the same subnet. Needs root: skipped where network namespaces cannot be made.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -113,11 +114,12 @@ def namespaces_allowed() -> None:
 class Network:
     """The namespaces ``lrdask-<suffix>-<host>`` for HOSTS at 10.213.N.2-5/24, each with
     ``eth0`` (one end of a veth pair whose other end is a port of ``br0`` in the
-    namespace ``lrdask-<suffix>-switch``) and loopback up. The suffix is random, so
-    parallel runs do not collide."""
+    namespace ``lrdask-<suffix>-switch``) and loopback up. The suffix is the test
+    process's pid and a random byte, so parallel runs do not collide and a run that was
+    killed before its teardown is reaped by the next one (``reap``)."""
 
     def __init__(self, logs: Path):
-        self.suffix = secrets.token_hex(3)
+        self.suffix = f"{os.getpid()}x{secrets.token_hex(1)}"  # the owner's pid: see reap
         self.switch = f"lrdask-{self.suffix}-switch"
         self.ns = {host: f"lrdask-{self.suffix}-{host}" for host in HOSTS}
         subnet = f"10.213.{secrets.randbelow(256)}"
@@ -200,9 +202,28 @@ class Network:
         return left
 
 
+def reap() -> list[str]:
+    """Delete the namespaces (and kill the processes in them) of earlier runs whose test
+    process is gone: a run killed with SIGKILL never reaches its teardown."""
+    reaped = []
+    for line in ip("netns", "list").stdout.splitlines():
+        name = line.split()[0]
+        found = re.fullmatch(r"lrdask-(\d+)x[0-9a-f]+-\w+", name)
+        if not found or os.path.exists(f"/proc/{found.group(1)}"):
+            continue
+        for pid in ip("netns", "pids", name, check=False).stdout.split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+        ip("netns", "del", name, check=False)
+        reaped.append(name)
+    return reaped
+
+
 @pytest.fixture
 def network(namespaces_allowed, tmp_path):
-    """A fresh Network, torn down even on failure; the teardown asserts nothing is left."""
+    """A fresh Network, torn down even on failure; the teardown asserts nothing is left.
+    Namespaces left by a killed earlier run are deleted first."""
+    reap()
     logs = tmp_path / "logs"
     logs.mkdir()
     net = Network(logs)
@@ -279,3 +300,20 @@ def test_train_predict_evaluate_across_network_namespaces(network, tmp_path):
     assert metrics["rows"] == len(y)
     assert metrics["log_loss"] == pytest.approx(np.mean(np.logaddexp(0, z) - y * z), rel=1e-10)
     assert metrics["accuracy"] == np.mean((z > 0) == (y == 1))
+
+
+def test_namespaces_of_a_killed_run_are_reaped_and_live_ones_kept(namespaces_allowed):
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead = f"lrdask-{gone.pid}x{secrets.token_hex(1)}-w0"
+    live = f"lrdask-{os.getpid()}x{secrets.token_hex(1)}-w0"
+    try:
+        ip("netns", "add", dead)
+        ip("netns", "add", live)
+        reaped = reap()
+        names = ip("netns", "list").stdout
+        assert dead in reaped and dead not in names
+        assert live not in reaped and live in names
+    finally:
+        ip("netns", "del", dead, check=False)
+        ip("netns", "del", live, check=False)
