@@ -765,6 +765,13 @@ def fmt_signed_time(seconds: float) -> str:
     return ("−" + fmt_time(-seconds)) if seconds < 0 else fmt_time(seconds)
 
 
+def fmt_signed_spread(s: dict) -> str:
+    return (
+        f"{fmt_signed_time(s['median'])} "
+        f"({fmt_signed_time(s['p10'])} to {fmt_signed_time(s['p90'])})"
+    )
+
+
 def path_cell(r: dict) -> str:
     seen = PATH_NAMES.get(r["path"], r["path"])
     expected = r["expected_path"]
@@ -848,7 +855,7 @@ def latency_table(results: list[dict]) -> str:
                 PATH_NAMES.get(r["path"], r["path"]),
                 fmt_spread(lat["undelayed"]),
                 fmt_spread(lat["passes"]),
-                fmt_spread(lat["paired_difference"]),
+                fmt_signed_spread(lat["paired_difference"]),
                 f"{round_trips(r):.2f}",
             ]
         )
@@ -1176,7 +1183,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=10.0,
         help="delay per Dask message for counting round trips (main sweep; 0: off)",
     )
-    parser.add_argument("--latency-iterations", type=int, default=10)
+    parser.add_argument("--latency-iterations", type=int, default=20, help="pairs of passes")
     parser.add_argument(
         "--idle-seconds", type=float, default=2.0, help="idle window measured per configuration"
     )
