@@ -916,16 +916,25 @@ def constants_table(models: dict) -> str:
 
 
 def projection_table(rows: list[dict]) -> str:
+    """A model that goes below zero at the projected size does not describe that path there
+    (its cost is not linear over the range measured): such cells say so instead of a number."""
+
+    def shown(value: float, text: str) -> str:
+        return text if value >= 0 else "n/a (model < 0)"
+
     body = [
         [
             f"{r['workers']:,}",
             f"{r['blocks']:,}",
             PATH_NAMES.get(r["path"], r["path"]) + ("" if r["code_takes_it"] else " (not taken)"),
             fmt_time(r["kernel"]),
-            f"{fmt_signed_time(r['overhead'])} ({100 * r['overhead_share']:.1f} %)",
-            fmt_signed_time(r["serial_cpu"]),
-            f"{fmt_signed_time(r['dedicated_overhead'])} ({100 * r['dedicated_share']:.1f} %)",
-            fmt_size(r["lo_bytes"]),
+            shown(r["overhead"], f"{fmt_time(r['overhead'])} ({100 * r['overhead_share']:.1f} %)"),
+            shown(r["serial_cpu"], fmt_time(r["serial_cpu"])),
+            shown(
+                r["dedicated_overhead"],
+                f"{fmt_time(r['dedicated_overhead'])} ({100 * r['dedicated_share']:.1f} %)",
+            ),
+            shown(r["lo_bytes"], fmt_size(r["lo_bytes"])),
         ]
         for r in rows
     ]
@@ -1104,16 +1113,21 @@ def run(args) -> int:
         if skipped
         else ""
     )
-    output["models"] = fit_models(results)
-    output["projection"] = projection(output["models"], output["kernel"]["per_row"])
     output["peak_total_rss"] = max(m["total_rss"] for m in memory)
     output["peak_total_pss"] = max((m.get("total_pss") or 0) for m in memory) or None
-    print(report(output), flush=True)
+    print(analysed(output), flush=True)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(output, fh, indent=1, default=float)
         log(f"wrote {args.json}")
     return 0
+
+
+def analysed(output: dict) -> str:
+    """Fit the models and project (into ``output``), and return the report."""
+    output["models"] = fit_models(output["results"])
+    output["projection"] = projection(output["models"], output["kernel"]["per_row"])
+    return report(output)
 
 
 def _projected_memory(last: dict, n_workers: int) -> float:
@@ -1208,6 +1222,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--json", metavar="PATH", help="write every raw number here")
     parser.add_argument(
+        "--from-json", metavar="PATH", help="print the tables of an earlier run's --json"
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="~2 min check: W = 1, 2, 4, 8, a block sweep at W = 4, 10 passes",
@@ -1229,6 +1246,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    if args.from_json:  # the tables again, from a run's raw numbers, without running
+        with open(args.from_json) as fh:
+            print(analysed(json.load(fh)))
+        return 0
     if not args.inside_netns and args.netns != "no":
         if netns_possible():
             return in_private_netns(argv)
