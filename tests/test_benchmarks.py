@@ -100,3 +100,36 @@ def test_sklearn_api_benchmark_runs(tmp_path):
     np.testing.assert_allclose(coefs, np.broadcast_to(coefs[0], coefs.shape), atol=1e-9)
     np.testing.assert_allclose(size["sklearn"][0]["coef"], coefs[0], atol=1e-5)
     assert raw["grid"]["fits"] > 0 and raw["memory"]["NumPy"]["tracemalloc_peak"] > 0
+
+
+@pytest.mark.cluster
+def test_scale_benchmark_runs(tmp_path):
+    table, raw = run(
+        "bench_scale.py",
+        tmp_path,
+        "--workers-list",
+        "1,2",
+        "--block-sweeps",
+        "2:2,8",
+        "--iterations",
+        "3",
+        "--warmup",
+        "1",
+        "--latency-iterations",
+        "2",
+        "--idle-seconds",
+        "0.3",
+    )
+    assert "### Fitted constants" in table and "### Projection" in table
+    configs = [(r["workers"], r["blocks"]) for r in raw["results"]]
+    assert configs == [(1, 4), (2, 2), (2, 8)]
+    for r in raw["results"]:
+        # every worker folded its blocks once per pass, and the pass reached the workers
+        assert r["folds_per_pass"] == [r["workers"]] == r["workers_folding_per_pass"]
+        assert r["payload_per_pass"]["driver→scheduler"] > 0
+        assert r["payload_per_pass"]["scheduler→worker"] > 0
+        assert r["overhead"]["median"] > 0 and r["passes"]["n"] == 3
+    assert all(r["latency"] for r in raw["results"] if r["main_sweep"])
+    (model,) = raw["models"].values()  # W ≤ 2: one path
+    assert set(model["overhead"]["constants"]) == {"c", "a", "b"}
+    assert {p["workers"] for p in raw["projection"]} == {100, 1_000, 10_000}
