@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import pickle
+import math
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -39,6 +39,7 @@ import dask
 import numpy as np
 from distributed import Client, Future, wait
 from distributed.comm.core import CommClosedError
+from distributed.protocol import pickle as dask_pickle
 from distributed.scheduler import KilledWorker
 
 from lrdask import environment, memory, placement, reduction
@@ -87,6 +88,7 @@ class PersistedBlocks:
         self._token = uuid.uuid4().hex  # names this run's block lists on the workers
         self._version = 0  # of the installed lists; 0: none installed
         self._passes = 0  # fast-path passes: names partial sums kept on the workers
+        self._relays: dict[str, list[str]] = {}  # worker -> the workers it relays a pass to
         self._stale = True  # ask the scheduler where the blocks are before the next pass
         self._workers: frozenset[str] = frozenset()  # the workers at the last look
         self._looked_at = -np.inf
@@ -203,7 +205,7 @@ class PersistedBlocks:
         (stopped, hung) ends the pass with ClusterError instead of holding the job."""
         if not self._version:
             self._install()
-        addrs = list(self._assignment)
+        addrs = list(self._relays)  # the relays' answers carry the other workers' too
         self._passes += 1
         results = self._run(
             fold_installed,
@@ -279,15 +281,28 @@ class PersistedBlocks:
     def _install(self) -> None:
         """Give each worker its own list of (index, key) under a new version: one message
         per worker carrying only its blocks, sent concurrently. A worker that misses the
-        message keeps an older version and answers the next pass with None."""
+        message keeps an older version and answers the next pass with None. With more
+        than ``FAN_IN`` workers, every ``FAN_IN``-th one (``relays``) also gets the
+        addresses of the next ``FAN_IN`` − 1: a pass reaches it, it passes (w, b) on to
+        them worker to worker and returns their tree nodes combined with its own, so the
+        scheduler and the driver handle W / ``FAN_IN`` messages per pass, not W."""
         self._version += 1
         version, token = self._version, self._token
+        self._relays = relays(list(self._assignment))
+        children = {child: () for group in self._relays.values() for child in group}
+        children.update(self._relays)
 
         async def send():
             await asyncio.gather(
                 *(
                     self.client._run(
-                        install_blocks, token, version, held, workers=[addr], on_error="return"
+                        install_blocks,
+                        token,
+                        version,
+                        held,
+                        children[addr],
+                        workers=[addr],
+                        on_error="return",
                     )
                     for addr, held in self._assignment.items()
                 )
@@ -645,13 +660,25 @@ def _keys_in_state(keys, state, dask_scheduler=None):
     return [k for k in keys if k in tasks and tasks[k].state == state]
 
 
-# On each worker process: (worker address, run token) -> (version, [(index, key), …]).
-_INSTALLED: dict[tuple[str, str], tuple[int, list]] = {}
+# On each worker process: (worker address, run token) -> (version, [(index, key), …],
+# [addresses of the workers it relays a pass to]).
+_INSTALLED: dict[tuple[str, str], tuple[int, list, list]] = {}
 
 
-def install_blocks(token: str, version: int, held: list, dask_worker=None) -> None:
-    """Runs on a worker (via Client.run): keep this worker's blocks of run ``token``."""
-    _INSTALLED[(dask_worker.address, token)] = (version, list(held))
+def relays(addresses: list[str]) -> dict[str, list[str]]:
+    """Who relays a pass to whom: ``addresses`` sorted, in groups of ``FAN_IN``; the first
+    of each group relays to the others. Everyone relays to nobody up to ``FAN_IN``."""
+    ordered = sorted(addresses)
+    if len(ordered) <= FAN_IN:
+        return {addr: [] for addr in ordered}
+    fan_in = max(2, FAN_IN)
+    return {ordered[i]: ordered[i + 1 : i + fan_in] for i in range(0, len(ordered), fan_in)}
+
+
+def install_blocks(token: str, version: int, held: list, children=(), dask_worker=None) -> None:
+    """Runs on a worker (via Client.run): keep this worker's blocks of run ``token``, and
+    the workers it relays each pass to."""
+    _INSTALLED[(dask_worker.address, token)] = (version, list(held), list(children))
 
 
 def forget_blocks(token: str, dask_worker=None) -> None:
@@ -692,9 +719,20 @@ async def fold_installed(
         return None
     _KEPT.pop((dask_worker.address, token), None)  # a failed pass's
     loop = asyncio.get_running_loop()
-    nodes = await loop.run_in_executor(
+    own = loop.run_in_executor(
         None, _fold_present, dask_worker.data, found[1], w, b, kernel, n_blocks
     )
+    if not found[2]:
+        nodes = await own
+    else:  # a relay: the same pass on its workers, their nodes kept whole for combining
+        call = dask_pickle.dumps(fold_installed)
+        args = dask_pickle.dumps((token, version, pass_no, w, b, kernel, n_blocks, math.inf))
+        parts = await asyncio.gather(
+            own, *(_relayed(dask_worker, child, call, args) for child in found[2])
+        )
+        if not all(isinstance(part, dict) for part in parts):
+            return None
+        nodes = await loop.run_in_executor(None, reduction.combine, parts, n_blocks)
     if nodes is None:
         return None
     size = nbytes(nodes)
@@ -702,6 +740,17 @@ async def fold_installed(
         return nodes
     _KEPT[(dask_worker.address, token)] = (pass_no, nodes)
     return Kept(size)
+
+
+async def _relayed(dask_worker, child: str, call: bytes, args: bytes):
+    """``fold_installed`` on worker ``child`` through its ``run`` handler (worker to
+    worker); None if it fails or does not answer (the driver then runs the pass as
+    tasks)."""
+    try:
+        answer = await dask_worker.rpc(child).run(function=call, args=args)
+    except (OSError, CommClosedError):
+        return None
+    return answer.get("result") if answer.get("status") == "OK" else None
 
 
 async def merge_kept(token: str, pass_no: int, groups: dict, n_blocks: int, dask_worker=None):
@@ -712,7 +761,7 @@ async def merge_kept(token: str, pass_no: int, groups: dict, n_blocks: int, dask
     parts = [own]
     for child in groups.get(dask_worker.address, []):
         answer = await dask_worker.rpc(child).run(
-            function=pickle.dumps(take_kept), args=pickle.dumps((token, pass_no))
+            function=dask_pickle.dumps(take_kept), args=dask_pickle.dumps((token, pass_no))
         )
         if answer.get("status") != "OK" or not isinstance(answer.get("result"), dict):
             raise RuntimeError(f"worker {child} did not hand over its partial sums")
